@@ -1,0 +1,1 @@
+"""scr-middleware: exact, reliable LLM usage capture."""

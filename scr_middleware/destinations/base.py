@@ -1,0 +1,106 @@
+"""The one small interface every destination implements.
+
+The router owns batching, sampling, transforms, retries and spooling; a destination only
+delivers one batch of already-transformed records and says how it went:
+
+* return normally: the whole batch is delivered;
+* raise ``TransientDeliveryError``: retry later (optionally after ``retry_after`` seconds);
+* raise ``PermanentDeliveryError``: retrying cannot help (e.g. HTTP 400); the batch is
+  dead-lettered to the spool without further attempts.
+
+Any other exception is treated as transient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..config_model import Config, DestinationConfig
+
+
+@dataclass(slots=True)
+class Record:
+    """One transformed event as a destination receives it."""
+
+    event_id: str
+    payload: dict[str, Any]
+
+
+class TransientDeliveryError(Exception):
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, status: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.status = status
+
+
+class PermanentDeliveryError(Exception):
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Destination(ABC):
+    """Async destination: ``send`` runs on the router's event loop and must not block it."""
+
+    schemes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: DestinationConfig, runtime_config: Config) -> None:
+        self.config = config
+        self.name = config.name
+        self.runtime_config = runtime_config
+
+    async def open(self) -> None:
+        """Acquire connections/files. Called once on the router loop before the first send."""
+
+    @abstractmethod
+    async def send(self, batch: Sequence[Record], batch_id: str) -> None:
+        """Deliver the whole batch or raise. ``batch_id`` is stable across retries."""
+
+    async def close(self) -> None:
+        """Release resources. Called once on the router loop at shutdown."""
+
+    def describe(self) -> dict[str, Any]:
+        """Non-secret facts for /health and start-up logs."""
+        return {"name": self.name, "endpoint": self.config.endpoint}
+
+
+class ThreadedDestination(Destination):
+    """Base for blocking destinations (SQLite, files): ``send_sync`` runs on a dedicated thread,
+    so a stalled disk delays only this destination, never the router loop or the others."""
+
+    def __init__(self, config: DestinationConfig, runtime_config: Config) -> None:
+        super().__init__(config, runtime_config)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"scr-dest-{config.name}"
+        )
+
+    async def open(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.open_sync)
+
+    async def send(self, batch: Sequence[Record], batch_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self.send_sync, batch, batch_id)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self.close_sync)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    def open_sync(self) -> None:
+        """Blocking open, on the destination's thread."""
+
+    @abstractmethod
+    def send_sync(self, batch: Sequence[Record], batch_id: str) -> None:
+        """Blocking send, on the destination's thread."""
+
+    def close_sync(self) -> None:
+        """Blocking close, on the destination's thread."""

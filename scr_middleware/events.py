@@ -1,0 +1,355 @@
+"""The canonical ``session.completed`` event (schema_version "1").
+
+``normalize_event`` runs on the caller's thread inside ``capture()``, so it is written for speed:
+one pass over the input, no regexes, no datetime formatting. Everything that costs more and
+cannot fail (timestamp formatting, duration derivation) is deferred to ``finalize_event``,
+which the router runs on its own thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from .errors import InvalidEventError
+
+SCHEMA_VERSION: Final = "1"
+EVENT_TYPE: Final = "session.completed"
+OUTCOME_STATUSES: Final = frozenset({"success", "error", "user_terminated", "cancelled", "timeout"})
+USAGE_SOURCES: Final = frozenset({"reported", "estimated", "missing"})
+TOKEN_FIELDS: Final = ("input_tokens", "output_tokens", "total_tokens")
+DETAIL_FIELDS: Final = (
+    "cached_input_tokens",
+    "cache_creation_input_tokens",
+    "reasoning_tokens",
+    "audio_input_tokens",
+    "audio_output_tokens",
+)
+TIME_FIELDS: Final = ("timestamp", "start_time", "end_time")
+
+# Flat aliases accepted inside ``usage`` (OpenAI chat names, Anthropic cache names).
+_USAGE_ALIASES: Final = {
+    "prompt_tokens": "input_tokens",
+    "completion_tokens": "output_tokens",
+    "cache_read_input_tokens": "cached_input_tokens",
+}
+# Nested OpenAI detail objects: (container, inner key) -> canonical detail field.
+_NESTED_DETAILS: Final = {
+    "prompt_tokens_details": {"cached_tokens": "cached_input_tokens", "audio_tokens": "audio_input_tokens"},
+    "input_tokens_details": {"cached_tokens": "cached_input_tokens", "audio_tokens": "audio_input_tokens"},
+    "completion_tokens_details": {
+        "reasoning_tokens": "reasoning_tokens",
+        "audio_tokens": "audio_output_tokens",
+    },
+    "output_tokens_details": {
+        "reasoning_tokens": "reasoning_tokens",
+        "audio_tokens": "audio_output_tokens",
+    },
+}
+_KNOWN_USAGE_KEYS: Final = frozenset(
+    {*TOKEN_FIELDS, *DETAIL_FIELDS, *_USAGE_ALIASES, *_NESTED_DETAILS, "model", "source"}
+)
+_OPTIONAL_STRINGS: Final = ("session_type", "input_modality", "transport")
+_OPTIONAL_IDS: Final = ("user_id", "organization_id")
+# Realtime-style flat fields that belong inside ``usage``.
+_FLAT_USAGE: Final = ("input_tokens", "output_tokens", "total_tokens", "model")
+_TOP_LEVEL: Final = frozenset(
+    {
+        "event_id",
+        "event_type",
+        "schema_version",
+        "session_id",
+        "usage",
+        "outcome",
+        "metadata",
+        "request",
+        "message_count",
+        "duration_ms",
+        *TIME_FIELDS,
+        *_OPTIONAL_STRINGS,
+        *_OPTIONAL_IDS,
+        *_FLAT_USAGE,
+    }
+)
+
+_id_prefix = secrets.token_hex(6)
+_id_counter = itertools.count()
+
+
+def _reseed_ids() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix = secrets.token_hex(6)
+    _id_counter = itertools.count()
+
+
+os.register_at_fork(after_in_child=_reseed_ids)
+
+
+def new_event_id() -> str:
+    """A unique id in ~150 ns: a random per-process prefix and a counter (uuid4 costs ~2 us)."""
+    return f"evt_{_id_prefix}{next(_id_counter):08x}"
+
+
+def _count(value: Any, path: str, errors: list[tuple[str, str]]) -> int | None:
+    if value is None:
+        return None
+    if type(value) is int:
+        if value < 0:
+            errors.append((path, f"must be a non-negative integer, got {value}"))
+            return None
+        return value
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    errors.append((path, f"must be a non-negative integer, got {value!r}"))
+    return None
+
+
+def _normalize_usage(
+    raw: Any, flat: Mapping[str, Any], errors: list[tuple[str, str]]
+) -> dict[str, Any]:
+    usage: dict[str, Any] = {
+        "input_tokens": None,
+        "output_tokens": None,
+        "total_tokens": None,
+        "model": None,
+    }
+    source = None
+    if raw is not None:
+        if not isinstance(raw, Mapping):
+            errors.append(("usage", f"must be an object, got {type(raw).__name__}"))
+            raw = {}
+        for key, value in raw.items():
+            if key in _NESTED_DETAILS:
+                if value is None:
+                    continue
+                if not isinstance(value, Mapping):
+                    errors.append((f"usage.{key}", "must be an object"))
+                    continue
+                targets = _NESTED_DETAILS[key]
+                for inner, inner_value in value.items():
+                    target = targets.get(inner)
+                    if target is not None and inner_value is not None:
+                        usage[target] = _count(inner_value, f"usage.{key}.{inner}", errors)
+            elif key == "model":
+                if value is not None and not isinstance(value, str):
+                    errors.append(("usage.model", f"must be a string, got {type(value).__name__}"))
+                else:
+                    usage["model"] = value
+            elif key == "source":
+                source = value
+            else:
+                target = _USAGE_ALIASES.get(key, key)
+                if target in usage and usage[target] is not None and key != target:
+                    continue  # the canonical name wins over its alias
+                if key in _KNOWN_USAGE_KEYS or value is None or type(value) is int:
+                    counted = _count(value, f"usage.{key}", errors)
+                    if counted is not None or target in TOKEN_FIELDS:
+                        usage[target] = counted
+                else:
+                    errors.append((f"usage.{key}", "unknown usage field"))
+    for key in _FLAT_USAGE:
+        value = flat.get(key)
+        if value is None:
+            continue
+        if key == "model":
+            if not isinstance(value, str):
+                errors.append(("model", f"must be a string, got {type(value).__name__}"))
+            elif usage["model"] is None:
+                usage["model"] = value
+        elif usage[key] is None:
+            usage[key] = _count(value, key, errors)
+    if usage["total_tokens"] is None and usage["input_tokens"] is not None:
+        if usage["output_tokens"] is not None:
+            usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+    if source is None:
+        has_counts = (
+            usage["input_tokens"] is not None
+            or usage["output_tokens"] is not None
+            or usage["total_tokens"] is not None
+        )
+        source = "reported" if has_counts else "missing"
+    elif source not in USAGE_SOURCES:
+        errors.append(("usage.source", f"must be one of reported, estimated, missing, got {source!r}"))
+    usage["source"] = source
+    return usage
+
+
+def _normalize_outcome(raw: Any, errors: list[tuple[str, str]]) -> dict[str, Any]:
+    if raw is None:
+        return {"status": "success"}
+    if isinstance(raw, str):
+        raw = {"status": raw}
+    elif not isinstance(raw, Mapping):
+        errors.append(("outcome", f"must be an object or a status string, got {type(raw).__name__}"))
+        return {"status": "error"}
+    outcome = dict(raw)
+    status = outcome.setdefault("status", "success")
+    if status not in OUTCOME_STATUSES:
+        allowed = ", ".join(sorted(OUTCOME_STATUSES))
+        errors.append(("outcome.status", f"must be one of {allowed}, got {status!r}"))
+    http_status = outcome.get("http_status")
+    if http_status is not None and (type(http_status) is not int or not 100 <= http_status <= 599):
+        errors.append(("outcome.http_status", f"must be an HTTP status code, got {http_status!r}"))
+    error_type = outcome.get("error_type")
+    if error_type is not None and not isinstance(error_type, str):
+        errors.append(("outcome.error_type", "must be a string"))
+    return outcome
+
+
+def _check_time(value: Any, path: str, errors: list[tuple[str, str]]) -> None:
+    if value is None or isinstance(value, datetime):
+        return
+    if isinstance(value, str):
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            errors.append((path, f"must be an RFC 3339 timestamp, got {value!r}"))
+        return
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return
+    errors.append((path, f"must be an RFC 3339 string, datetime or epoch number, got {value!r}"))
+
+
+def normalize_event(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate ``raw`` and return a new canonical event dict.
+
+    Raises ``InvalidEventError`` listing every bad field by path.
+    """
+    if not isinstance(raw, Mapping):
+        raise InvalidEventError([("", f"event must be a mapping, got {type(raw).__name__}")])
+    errors: list[tuple[str, str]] = []
+    get = raw.get
+
+    session_id = get("session_id")
+    if session_id is None or session_id == "":
+        errors.append(("session_id", "is required"))
+    elif type(session_id) is int:
+        session_id = str(session_id)
+    elif not isinstance(session_id, str):
+        errors.append(("session_id", f"must be a string, got {type(session_id).__name__}"))
+
+    event_id = get("event_id")
+    if event_id is None:
+        event_id = new_event_id()
+    elif not isinstance(event_id, str) or not event_id:
+        errors.append(("event_id", "must be a non-empty string"))
+
+    event_type = get("event_type", EVENT_TYPE)
+    if event_type != EVENT_TYPE:
+        errors.append(("event_type", f"must be {EVENT_TYPE!r}, got {event_type!r}"))
+    version = get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        errors.append(("schema_version", f"must be {SCHEMA_VERSION!r}, got {version!r}"))
+
+    event: dict[str, Any] = {
+        "event_id": event_id,
+        "event_type": EVENT_TYPE,
+        "schema_version": SCHEMA_VERSION,
+        "timestamp": get("timestamp"),
+        "session_id": session_id,
+        "session_type": None,
+        "user_id": None,
+        "organization_id": None,
+        "start_time": get("start_time"),
+        "end_time": get("end_time"),
+        "duration_ms": None,
+        "usage": _normalize_usage(get("usage"), raw, errors),
+        "outcome": _normalize_outcome(get("outcome"), errors),
+    }
+    for key in _OPTIONAL_IDS:
+        value = get(key)
+        if value is None or isinstance(value, str):
+            event[key] = value
+        elif type(value) is int:
+            event[key] = str(value)
+        else:
+            errors.append((key, f"must be a string or null, got {type(value).__name__}"))
+    for key in _OPTIONAL_STRINGS:
+        value = get(key)
+        if value is not None and not isinstance(value, str):
+            errors.append((key, f"must be a string, got {type(value).__name__}"))
+        elif value is not None or key == "session_type":
+            event[key] = value
+    for key in TIME_FIELDS:
+        _check_time(event[key], key, errors)
+
+    duration = get("duration_ms")
+    if duration is not None:
+        if isinstance(duration, bool) or not isinstance(duration, int | float) or duration < 0:
+            errors.append(("duration_ms", f"must be a non-negative number, got {duration!r}"))
+        else:
+            event["duration_ms"] = float(duration)
+    count = get("message_count")
+    if count is not None:
+        event["message_count"] = _count(count, "message_count", errors)
+    request = get("request")
+    if request is not None:
+        if isinstance(request, Mapping):
+            event["request"] = dict(request)
+        else:
+            errors.append(("request", "must be an object"))
+
+    metadata = get("metadata")
+    if metadata is None:
+        metadata = {}
+    elif isinstance(metadata, Mapping):
+        metadata = dict(metadata)
+    else:
+        errors.append(("metadata", f"must be an object, got {type(metadata).__name__}"))
+        metadata = {}
+    if len(raw) > 6:  # cheap guard: most events carry only known keys
+        for key in raw:
+            if key not in _TOP_LEVEL:
+                if not isinstance(key, str):
+                    errors.append((repr(key), "field names must be strings"))
+                else:
+                    metadata.setdefault(key, raw[key])
+    event["metadata"] = metadata
+
+    if errors:
+        raise InvalidEventError(errors)
+    return event
+
+
+def format_rfc3339(moment: datetime) -> str:
+    """UTC, millisecond precision, ``Z`` suffix: ``2025-12-21T10:45:23.123Z``."""
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _to_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    seconds = float(value)
+    if seconds > 1e11:  # epoch milliseconds, as JavaScript's Date.now() gives
+        seconds /= 1000.0
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def finalize_event(event: dict[str, Any], captured_at: float) -> dict[str, Any]:
+    """Fill the derived fields (router thread): RFC 3339 times and ``duration_ms``."""
+    if event["timestamp"] is None:
+        event["timestamp"] = format_rfc3339(datetime.fromtimestamp(captured_at, UTC))
+    else:
+        event["timestamp"] = format_rfc3339(_to_datetime(event["timestamp"]))
+    start = event["start_time"]
+    end = event["end_time"]
+    start_dt = _to_datetime(start) if start is not None else None
+    end_dt = _to_datetime(end) if end is not None else None
+    if start_dt is not None:
+        event["start_time"] = format_rfc3339(start_dt)
+    if end_dt is not None:
+        event["end_time"] = format_rfc3339(end_dt)
+    if event["duration_ms"] is None and start_dt is not None and end_dt is not None:
+        if start_dt.tzinfo is None:
+            start_dt = start_dt.replace(tzinfo=UTC)
+        if end_dt.tzinfo is None:
+            end_dt = end_dt.replace(tzinfo=UTC)
+        event["duration_ms"] = max(0.0, (end_dt - start_dt).total_seconds() * 1000.0)
+    return event
