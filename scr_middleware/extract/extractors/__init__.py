@@ -1,0 +1,99 @@
+"""Built-in extractors, and resolution of ``middleware.extractors`` at start-up."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Any, Final, cast
+
+from scr_middleware.errors import ConfigError
+
+from .anthropic import AnthropicMessagesExtractor
+from .base import (
+    SKIP,
+    Extraction,
+    Extractor,
+    ResponseData,
+    SkipType,
+    error_type_of,
+)
+from .openai import (
+    OpenAIChatExtractor,
+    OpenAICompletionExtractor,
+    OpenAIEmbeddingExtractor,
+    OpenAIResponsesExtractor,
+)
+
+BUILTIN: Final[dict[str, Callable[[], Extractor]]] = {
+    "openai_chat": OpenAIChatExtractor,
+    "openai_completion": OpenAICompletionExtractor,
+    "openai_embedding": OpenAIEmbeddingExtractor,
+    "openai_responses": OpenAIResponsesExtractor,
+    "anthropic_messages": AnthropicMessagesExtractor,
+}
+
+
+def default_extractors() -> tuple[Extractor, ...]:
+    return tuple(factory() for factory in BUILTIN.values())
+
+
+def load_object(spec: str, key: str) -> Any:
+    """Import ``"package.module:attribute"`` (dotted attributes allowed) or raise ConfigError."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(key, f"must look like 'package.module:function', got {spec!r}")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(key, f"cannot import module {module_name!r}: {exc}") from exc
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigError(key, f"module {module_name!r} has no attribute {attr!r}") from None
+    return target
+
+
+def resolve_extractor(spec: str | Callable[..., Any], key: str) -> Extractor:
+    """A built-in name, ``"pkg.module:function"`` or an object; classes are instantiated."""
+    if isinstance(spec, str):
+        factory = BUILTIN.get(spec)
+        target: Any = factory() if factory is not None else load_object(spec, key)
+    else:
+        target = spec
+    if isinstance(target, type):
+        try:
+            target = target()
+        except Exception as exc:
+            raise ConfigError(key, f"cannot instantiate {target.__name__}: {exc}") from exc
+    if not callable(target):
+        raise ConfigError(key, f"must be callable, got {type(target).__name__}")
+    return cast(Extractor, target)
+
+
+def resolve_extractors(
+    specs: Sequence[str], key: str = "middleware.extractors"
+) -> tuple[Extractor, ...]:
+    if not specs:
+        return default_extractors()
+    return tuple(resolve_extractor(spec, f"{key}[{i}]") for i, spec in enumerate(specs))
+
+
+__all__ = [
+    "BUILTIN",
+    "SKIP",
+    "AnthropicMessagesExtractor",
+    "Extraction",
+    "Extractor",
+    "OpenAIChatExtractor",
+    "OpenAICompletionExtractor",
+    "OpenAIEmbeddingExtractor",
+    "OpenAIResponsesExtractor",
+    "ResponseData",
+    "SkipType",
+    "default_extractors",
+    "error_type_of",
+    "load_object",
+    "resolve_extractor",
+    "resolve_extractors",
+]

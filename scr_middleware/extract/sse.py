@@ -1,0 +1,169 @@
+"""Incremental Server-Sent Events parser (WHATWG rules), fed arbitrary byte chunks.
+
+Events may be split anywhere across chunks, including between the CR and LF of a CRLF. Lines
+end in CRLF, LF or CR; ``data:`` lines accumulate with "\\n"; comment lines (``:``) and empty
+keep-alive blocks dispatch nothing. Data stays ``bytes`` (orjson parses bytes directly; invalid
+UTF-8 is the JSON layer's problem, not the framing's).
+
+With ``keep_raw`` each returned event carries the exact bytes of its block, and blocks that
+dispatch nothing are returned too (``data is None``): ``ensure_stream_usage`` needs that to
+forward every byte except one event's.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+_EOL: Final = re.compile(rb"\r\n|\r|\n")
+_BOM: Final = b"\xef\xbb\xbf"
+
+
+@dataclass(slots=True)
+class SSEEvent:
+    event: str  # the ``event:`` field, "" when absent
+    data: bytes | None  # None only for non-dispatching blocks in keep_raw mode
+    id: str | None = None
+    raw: bytes = b""  # the block's exact bytes, in keep_raw mode only
+    # keep_raw: an LF that completed a CRLF split across chunks, after its block was returned
+    continuation: bool = False
+
+
+class SSEParser:
+    """``feed()`` returns the events completed by each chunk; nothing is ever re-parsed."""
+
+    __slots__ = (
+        "_data",
+        "_discard",
+        "_event",
+        "_id",
+        "_keep_raw",
+        "_max_line",
+        "_partial",
+        "_partial_len",
+        "_raw",
+        "_released",
+        "_skip_lf",
+        "_started",
+        "overflowed",
+    )
+
+    def __init__(self, *, max_line_bytes: int = 10 * 1024 * 1024, keep_raw: bool = False) -> None:
+        self._keep_raw = keep_raw
+        self._max_line = max_line_bytes
+        self._partial: list[bytes] = []  # the unterminated line, in pieces (no quadratic joins)
+        self._partial_len = 0
+        self._data: list[bytes] = []
+        self._event = ""
+        self._id: str | None = None
+        self._raw: list[bytes] = []
+        self._skip_lf = False  # the previous chunk ended in CR; a leading LF completes a CRLF
+        self._started = False
+        self._discard = False  # dropping the rest of an over-long line
+        self._released = False  # pending_raw() handed out an unfinished block
+        self.overflowed = False  # a line exceeded max_line_bytes and was dropped
+
+    @property
+    def pending(self) -> bool:
+        """True while a started block is unfinished: a truncated stream at its end."""
+        return self._released or bool(self._partial or self._data or self._event or self._discard)
+
+    def pending_raw(self) -> bytes:
+        """The bytes of the unfinished block (keep_raw mode), handed back at the stream's end."""
+        held = b"".join(self._raw) + b"".join(self._partial)
+        self._released = self._released or self.pending
+        self._raw.clear()
+        self._partial.clear()
+        self._partial_len = 0
+        return held
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        out: list[SSEEvent] = []
+        if not chunk:
+            return out
+        if not self._started:
+            self._started = True
+            if chunk.startswith(_BOM):
+                if self._keep_raw:
+                    self._raw.append(_BOM)
+                chunk = chunk[3:]
+        pos = 0
+        if self._skip_lf:
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                pos = 1
+                if self._keep_raw:
+                    if self._raw:  # the CR ended a line inside the current block
+                        self._raw.append(b"\n")
+                    else:  # the CR ended a block that was already returned
+                        out.append(SSEEvent("", None, None, b"\n", continuation=True))
+        size = len(chunk)
+        while pos < size:
+            match = _EOL.search(chunk, pos)
+            if match is None:
+                self._hold(chunk[pos:])
+                break
+            end = match.end()
+            if end == size and match.group() == b"\r":
+                self._skip_lf = True
+            line = chunk[pos : match.start()]
+            if self._partial:
+                line = b"".join(self._partial) + line
+                self._partial.clear()
+                self._partial_len = 0
+            if self._keep_raw:
+                self._raw.append(chunk[pos:end])
+            if self._discard:
+                self._discard = False
+            else:
+                self._line(line, out)
+            pos = end
+        return out
+
+    def _hold(self, piece: bytes) -> None:
+        if self._keep_raw:
+            self._raw.append(piece)
+        if self._discard:
+            return
+        if self._partial_len + len(piece) > self._max_line:
+            self.overflowed = True
+            self._discard = True
+            self._partial.clear()
+            self._partial_len = 0
+            return
+        self._partial.append(piece)
+        self._partial_len += len(piece)
+
+    def _line(self, line: bytes, out: list[SSEEvent]) -> None:
+        if not line:
+            self._dispatch(out)
+            return
+        if line[0] == 58:  # b":" comment / keep-alive
+            return
+        colon = line.find(b":")
+        if colon < 0:
+            name, value = line, b""
+        else:
+            name, value = line[:colon], line[colon + 1 :]
+            if value[:1] == b" ":
+                value = value[1:]
+        if name == b"data":
+            self._data.append(value)
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+        elif name == b"id" and b"\x00" not in value:
+            self._id = value.decode("utf-8", "replace")
+
+    def _dispatch(self, out: list[SSEEvent]) -> None:
+        raw = b""
+        if self._keep_raw:
+            raw = b"".join(self._raw)
+            self._raw.clear()
+        if self._data:
+            data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+            out.append(SSEEvent(self._event, data, self._id, raw))
+        elif self._keep_raw:
+            out.append(SSEEvent(self._event, None, None, raw))
+        self._data.clear()
+        self._event = ""

@@ -1,0 +1,57 @@
+"""``ensure_stream_usage``: drop the usage event the middleware asked for, and nothing else.
+
+The request was rewritten to add ``stream_options.include_usage``, so the upstream sends one
+extra final chunk (``choices: []`` plus ``usage``). The client did not ask for it, so it must
+not see it: the stripper forwards every other block's exact bytes. To recognise that event it
+works at block granularity, so the bytes of an unfinished event wait for the rest of that event
+(never a whole response); everything else is forwarded as soon as its block is complete.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .sse import SSEParser
+from .stream import StreamSummary
+
+
+def is_usage_chunk(payload: dict[str, Any] | None) -> bool:
+    return (
+        payload is not None
+        and payload.get("choices") == []
+        and isinstance(payload.get("usage"), dict)
+    )
+
+
+class UsageStripper:
+    __slots__ = ("_after_stripped", "_stripped", "parser")
+
+    def __init__(self, max_line_bytes: int) -> None:
+        self.parser = SSEParser(max_line_bytes=max_line_bytes, keep_raw=True)
+        self._stripped = False
+        self._after_stripped = False  # the next CRLF half still belongs to the dropped block
+
+    def feed(self, chunk: bytes, summary: StreamSummary, *, last: bool) -> bytes:
+        out: list[bytes] = []
+        for block in self.parser.feed(chunk):
+            if block.continuation:
+                if not self._after_stripped:
+                    out.append(block.raw)
+                self._after_stripped = False
+                continue
+            self._after_stripped = False
+            payload = summary.add(block)
+            if not self._stripped and is_usage_chunk(payload):
+                self._stripped = True
+                self._after_stripped = True
+                continue
+            out.append(block.raw)
+        if last:
+            out.append(self.parser.pending_raw())
+        if len(out) == 1:
+            return out[0]
+        return b"".join(out)
+
+    def release(self) -> bytes:
+        """Hand back whatever is held (on an internal error, or at the end)."""
+        return self.parser.pending_raw()
