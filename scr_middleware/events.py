@@ -108,9 +108,43 @@ def _count(value: Any, path: str, errors: list[tuple[str, str]]) -> int | None:
     return None
 
 
+_CANONICAL_USAGE_KEYS: Final = frozenset({"input_tokens", "output_tokens", "total_tokens", "model"})
+
+
+def _fast_usage(raw: Any, flat: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The common shape (canonical counts, nothing flat) without the general loop, or None."""
+    if type(raw) is not dict or not raw.keys() <= _CANONICAL_USAGE_KEYS:
+        return None
+    if "input_tokens" in flat or "output_tokens" in flat or "model" in flat:
+        return None
+    get = raw.get
+    tokens_in = get("input_tokens")
+    tokens_out = get("output_tokens")
+    total = get("total_tokens")
+    model = get("model")
+    for value in (tokens_in, tokens_out, total):
+        if value is not None and (type(value) is not int or value < 0):
+            return None
+    if model is not None and type(model) is not str:
+        return None
+    if total is None and tokens_in is not None and tokens_out is not None:
+        total = tokens_in + tokens_out
+    reported = tokens_in is not None or tokens_out is not None or total is not None
+    return {
+        "input_tokens": tokens_in,
+        "output_tokens": tokens_out,
+        "total_tokens": total,
+        "model": model,
+        "source": "reported" if reported else "missing",
+    }
+
+
 def _normalize_usage(
     raw: Any, flat: Mapping[str, Any], errors: list[tuple[str, str]]
 ) -> dict[str, Any]:
+    fast = _fast_usage(raw, flat)
+    if fast is not None:
+        return fast
     usage: dict[str, Any] = {
         "input_tokens": None,
         "output_tokens": None,
@@ -181,6 +215,8 @@ def _normalize_usage(
 def _normalize_outcome(raw: Any, errors: list[tuple[str, str]]) -> dict[str, Any]:
     if raw is None:
         return {"status": "success"}
+    if type(raw) is dict and len(raw) == 1 and raw.get("status") in OUTCOME_STATUSES:
+        return {"status": raw["status"]}
     if isinstance(raw, str):
         raw = {"status": raw}
     elif not isinstance(raw, Mapping):
@@ -214,11 +250,123 @@ def _check_time(value: Any, path: str, errors: list[tuple[str, str]]) -> None:
     errors.append((path, f"must be an RFC 3339 string, datetime or epoch number, got {value!r}"))
 
 
+_FAST_KEYS: Final = frozenset(
+    {
+        "event_id",
+        "event_type",
+        "session_id",
+        "session_type",
+        "user_id",
+        "organization_id",
+        "usage",
+        "outcome",
+        "metadata",
+        "duration_ms",
+        "message_count",
+        "request",
+    }
+)
+_MISSING_USAGE: Final = {
+    "input_tokens": None,
+    "output_tokens": None,
+    "total_tokens": None,
+    "model": None,
+    "source": "missing",
+}
+
+
+def _fast_normalize(raw: Any) -> dict[str, Any] | None:
+    """The common, well-formed shape in about a microsecond; None sends it the long way,
+    which also produces the error messages."""
+    if type(raw) is not dict or not raw.keys() <= _FAST_KEYS:
+        return None
+    get = raw.get
+    session_id = get("session_id")
+    event_id = get("event_id")
+    user_id = get("user_id")
+    organization_id = get("organization_id")
+    session_type = get("session_type")
+    if (
+        type(session_id) is not str
+        or not session_id
+        or (event_id is not None and (type(event_id) is not str or not event_id))
+        or (user_id is not None and type(user_id) is not str)
+        or (organization_id is not None and type(organization_id) is not str)
+        or (session_type is not None and type(session_type) is not str)
+        or get("event_type", EVENT_TYPE) != EVENT_TYPE
+    ):
+        return None
+    usage = get("usage")
+    if usage is None:
+        usage = dict(_MISSING_USAGE)
+    else:
+        usage = _fast_usage(usage, _NO_FLAT)
+        if usage is None:
+            return None
+    outcome = get("outcome")
+    if outcome is None:
+        outcome = {"status": "success"}
+    elif type(outcome) is dict and len(outcome) == 1 and outcome.get("status") in OUTCOME_STATUSES:
+        outcome = {"status": outcome["status"]}
+    else:
+        return None
+    metadata = get("metadata")
+    if metadata is None:
+        metadata = {}
+    elif type(metadata) is dict:
+        metadata = metadata.copy()
+    else:
+        return None
+    duration = get("duration_ms")
+    if duration is not None:
+        if type(duration) is not int and type(duration) is not float or duration < 0:
+            return None
+        duration = float(duration)
+    event = {
+        "event_id": event_id or new_event_id(),
+        "event_type": EVENT_TYPE,
+        "schema_version": SCHEMA_VERSION,
+        "timestamp": None,
+        "session_id": session_id,
+        "session_type": session_type,
+        "user_id": user_id,
+        "organization_id": organization_id,
+        "start_time": None,
+        "end_time": None,
+        "duration_ms": duration,
+        "usage": usage,
+        "outcome": outcome,
+        "metadata": metadata,
+    }
+    count = get("message_count")
+    if count is not None:
+        if type(count) is not int or count < 0:
+            return None
+        event["message_count"] = count
+    request = get("request")
+    if request is not None:
+        if type(request) is not dict:
+            return None
+        event["request"] = request.copy()
+    return event
+
+
+_NO_FLAT: Final[Mapping[str, Any]] = {}
+
+
 def normalize_event(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Validate ``raw`` and return a new canonical event dict.
 
     Raises ``InvalidEventError`` listing every bad field by path.
     """
+    fast = _fast_normalize(raw)
+    if fast is not None:
+        return fast
+    return normalize_event_full(raw)
+
+
+def normalize_event_full(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The general path: every accepted shape, and every error by path."""
     if not isinstance(raw, Mapping):
         raise InvalidEventError([("", f"event must be a mapping, got {type(raw).__name__}")])
     errors: list[tuple[str, str]] = []
@@ -262,7 +410,7 @@ def normalize_event(raw: Mapping[str, Any]) -> dict[str, Any]:
     }
     for key in _OPTIONAL_IDS:
         value = get(key)
-        if value is None or isinstance(value, str):
+        if value is None or type(value) is str:
             event[key] = value
         elif type(value) is int:
             event[key] = str(value)
@@ -270,12 +418,17 @@ def normalize_event(raw: Mapping[str, Any]) -> dict[str, Any]:
             errors.append((key, f"must be a string or null, got {type(value).__name__}"))
     for key in _OPTIONAL_STRINGS:
         value = get(key)
-        if value is not None and not isinstance(value, str):
+        if value is None:
+            continue
+        if type(value) is not str:
             errors.append((key, f"must be a string, got {type(value).__name__}"))
-        elif value is not None or key == "session_type":
+        else:
             event[key] = value
-    for key in TIME_FIELDS:
-        _check_time(event[key], key, errors)
+    if event["timestamp"] is not None or event["start_time"] is not None:
+        for key in TIME_FIELDS:
+            _check_time(event[key], key, errors)
+    elif event["end_time"] is not None:
+        _check_time(event["end_time"], "end_time", errors)
 
     duration = get("duration_ms")
     if duration is not None:
@@ -301,7 +454,7 @@ def normalize_event(raw: Mapping[str, Any]) -> dict[str, Any]:
     else:
         errors.append(("metadata", f"must be an object, got {type(metadata).__name__}"))
         metadata = {}
-    if len(raw) > 6:  # cheap guard: most events carry only known keys
+    if not raw.keys() <= _TOP_LEVEL:
         for key in raw:
             if key not in _TOP_LEVEL:
                 if not isinstance(key, str):

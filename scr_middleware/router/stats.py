@@ -1,9 +1,12 @@
 """Delivery accounting.
 
-Per destination, at every instant:
-    captured == delivered + sampled_out + spooled + sum(dropped.values()) + in_flight
-``spooled`` is what the on-disk spool holds now (dead letters waiting for replay); replaying
-moves events from ``spooled`` back to ``in_flight`` and then to ``delivered``.
+Per destination and process, at every instant:
+    captured + replayed_total ==
+        delivered + sampled_out + dead_lettered_total + sum(dropped.values()) + in_flight
+An event that exhausts its retries moves into the on-disk spool (``dead_lettered_total``);
+replaying takes it back out (``replayed_total``) into ``in_flight`` and then ``delivered``.
+Without replays this is the plain ``captured = delivered + sampled out + spooled + dropped +
+in flight``. ``spooled`` is a gauge: what the spool file holds now, from any process.
 
 These objects are written only by the router thread (and the capture path for the
 runtime-level counters, which are GIL-atomic int increments), and read by metrics and /health.
@@ -39,6 +42,11 @@ class DestinationStats:
     last_error: str | None = None
     last_success_at: float | None = None
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    latency_samples_total: int = 0  # ever appended to latencies_ms (metrics consume by count)
+
+    def observe_latency(self, ms: float) -> None:
+        self.latencies_ms.append(ms)
+        self.latency_samples_total += 1
 
     def drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
@@ -47,11 +55,11 @@ class DestinationStats:
         accounted = (
             self.delivered
             + self.sampled_out
-            + self.spooled
+            + self.dead_lettered_total
             + sum(self.dropped.values())
             + self.in_flight
         )
-        return accounted == self.captured
+        return accounted == self.captured + self.replayed_total
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,339 @@
+"""``SessionCompletionRuntime``: capture on the caller's thread, delivery on the router's.
+
+One process-wide runtime (``get_runtime()``) is fed by every middleware and integration; it
+is built lazily from env + config on first use, survives ``fork()`` (the child starts its own
+router; what the parent buffered stays the parent's), and flushes at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .config import load_config
+from .config_model import Config, DestinationConfig
+from .errors import InvalidEventError
+from .events import normalize_event
+from .router.receipt import DISABLED, Receipt, settled_receipt
+from .router.router import Router
+from .router.spool import Spool
+from .router.stats import DestinationStats, RuntimeStats
+from .router.worker import DestinationWorker, WorkerSettings
+
+logger = logging.getLogger("scr_middleware.runtime")
+
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | Config | None
+SHUTDOWN_TIMEOUT_S = 5.0
+DEFAULT_LEDGER = "ledger.sqlite3"
+
+
+def default_data_dir() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
+    return Path(state) / "scr-middleware"
+
+
+def resolve_data_dir(config: Config) -> Path:
+    return Path(config.storage.data_dir).expanduser() if config.storage.data_dir else (
+        default_data_dir()
+    )
+
+
+def effective_destinations(config: Config) -> tuple[DestinationConfig, ...]:
+    """The destinations that will run: remote SCR service, configured list, or the ledger."""
+    if config.endpoint:
+        url = config.endpoint.rstrip("/")
+        if not url.endswith("/v1/events"):
+            url += "/v1/events"
+        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        return (
+            DestinationConfig(
+                name="scr",
+                endpoint=url,
+                transform="canonical",
+                retry_attempts=3,
+                timeout_ms=max(config.timeout_ms, 1000),
+                headers=headers,
+            ),
+        )
+    if config.destinations:
+        return config.destinations
+    ledger = resolve_data_dir(config) / DEFAULT_LEDGER
+    return (DestinationConfig(name="ledger", endpoint=f"sqlite:///{ledger}"),)
+
+
+class SessionCompletionRuntime:
+    """Capture ``session.completed`` events and route them to destinations.
+
+    ``config`` is a YAML path, a dict with the YAML's structure, or None (env + defaults);
+    ``overrides`` are section dicts (``capture={...}``) or flat keys (``batch_size=1``).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        endpoint: str | None = None,
+        *,
+        config: ConfigSource = None,
+        **overrides: Any,
+    ) -> None:
+        self.config = load_config(config, overrides=overrides, api_key=api_key, endpoint=endpoint)
+        self.stats = RuntimeStats()
+        self._enabled = self.config.capture.enabled
+        self.destinations = effective_destinations(self.config)
+        self._transforms, self._preprocess = self._validate_plan()
+        self.data_dir = resolve_data_dir(self.config)
+        self._router = self._new_router()
+        self._waitable = None if self.config.optimization.async_mode else self._router
+        self._observability: Any = None
+        self._pid = os.getpid()
+        _live_runtimes.add(self)
+        if self._enabled:
+            self._log_startup()
+
+    # --- construction ---------------------------------------------------------------------
+    def _validate_plan(self) -> tuple[list[Any], Any]:
+        """Resolve endpoints, transforms and PII settings now: a bad one is a ConfigError at
+        start-up, never a half-started runtime."""
+        from .destinations.registry import validate_endpoint
+        from .transforms import load_transform
+
+        transforms = []
+        configured = not self.config.endpoint and bool(self.config.destinations)
+        for index, destination in enumerate(self.destinations):
+            prefix = f"destinations[{index}]" if configured else "endpoint"
+            validate_endpoint(destination.endpoint, f"{prefix}.endpoint" if configured else prefix)
+            transforms.append(load_transform(destination.transform, f"{prefix}.transform"))
+        preprocess = None
+        if self.config.pii.enabled:
+            from .pii import PiiScrubber
+
+            preprocess = PiiScrubber(self.config.pii)
+        return transforms, preprocess
+
+    def _new_router(self) -> Router:
+        capture = self.config.capture
+        return Router(
+            self.stats,
+            self._build_workers,
+            buffer_max_size=capture.buffer_max_size,
+            batch_size=min(d.batch_size or capture.batch_size for d in self.destinations),
+            flush_interval_ms=min(
+                capture.flush_interval_ms if d.flush_interval_ms is None else d.flush_interval_ms
+                for d in self.destinations
+            ),
+            receipt_timeout_s=self.config.timeout_ms / 1000.0,
+            preprocess=self._preprocess,
+        )
+
+    def _build_workers(self) -> list[DestinationWorker]:
+        """Runs on the router thread at start (and again in a forked child)."""
+        from .destinations.registry import create_destination
+
+        capture = self.config.capture
+        scaling = self.config.scaling
+        workers = []
+        for destination, transform in zip(self.destinations, self._transforms, strict=True):
+            interval = capture.flush_interval_ms
+            if destination.flush_interval_ms is not None:
+                interval = destination.flush_interval_ms
+            settings = WorkerSettings(
+                batch_size=destination.batch_size or capture.batch_size,
+                flush_interval_s=interval / 1000.0,
+                max_queue=capture.buffer_max_size,
+                timeout_s=destination.timeout_ms / 1000.0,
+                retry_attempts=destination.retry_attempts,
+                sampling_rate=destination.sampling_rate,
+                lanes=scaling.replicas,
+                partitioning_key=scaling.partitioning_key,
+            )
+            spool = Spool(
+                self.data_dir / "spool" / f"{destination.name}.sqlite3",
+                self.config.storage.spool_max_bytes,
+            )
+            workers.append(
+                DestinationWorker(
+                    create_destination(destination, self.config),
+                    transform,
+                    spool,
+                    DestinationStats(destination.name),
+                    settings,
+                )
+            )
+        return workers
+
+    def _log_startup(self) -> None:
+        for destination in self.destinations:
+            if destination.endpoint.startswith("sqlite:///") and destination.name == "ledger":
+                logger.info(
+                    "no destinations configured: events go to the embedded ledger at %s",
+                    destination.endpoint.removeprefix("sqlite:///"),
+                    extra={"component": "runtime"},
+                )
+
+    # --- capture (caller's thread: keep it microseconds) ----------------------------------
+    def capture(self, event: Mapping[str, Any]) -> Receipt:
+        """Validate, normalise and enqueue ``event``; returns an awaitable receipt at once."""
+        started = time.perf_counter_ns()
+        if not self._enabled:
+            self.stats.disabled += 1
+            return settled_receipt(str(event.get("event_id") or ""), DISABLED)
+        try:
+            normalized = normalize_event(event)
+        except InvalidEventError:
+            self.stats.invalid += 1
+            raise
+        receipt = Receipt(normalized["event_id"], self._waitable)
+        self._router.submit(normalized, time.time(), receipt)
+        self.stats.capture_latency_ns.append(time.perf_counter_ns() - started)
+        return receipt
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the router (and metrics/health servers) now rather than on first capture."""
+        if self._enabled:
+            self._router.start()
+            self._router.wait_ready()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return self._router.flush(timeout)
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        return await self._router.aflush(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        self._router.shutdown(SHUTDOWN_TIMEOUT_S if timeout is None else timeout)
+        if self._observability is not None:
+            self._observability.stop()
+            self._observability = None
+        _live_runtimes.discard(self)
+
+    def replay(self, *, include_manual: bool = True, timeout: float = 60.0) -> dict[str, int]:
+        """Re-deliver what the destinations' spools hold; returns events re-queued per name."""
+        return self._router.replay(include_manual, timeout)
+
+    @property
+    def router(self) -> Router:
+        return self._router
+
+    def destination_stats(self) -> list[DestinationStats]:
+        return list(self._router.destination_stats)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        running = self._router.running
+        destinations = [stats.snapshot() for stats in self._router.destination_stats]
+        states = {d["state"] for d in destinations}
+        status = "ok" if states <= {"ok"} else "degraded"
+        body = {
+            "status": status if running else "down",
+            "pid": os.getpid(),
+            "router": "running" if running else "stopped",
+            "enabled": self._enabled,
+            "captured": self.stats.captured + self._router.ingest_size(),
+            "buffer": {
+                "size": self._router.ingest_size(),
+                "max": self.config.capture.buffer_max_size,
+            },
+            "destinations": destinations,
+        }
+        return running, body
+
+    def _after_fork_in_child(self) -> None:
+        self.stats = RuntimeStats()
+        self._router.stats = self.stats
+        self._router.after_fork_in_child()
+        self._observability = None
+        self._pid = os.getpid()
+
+    def __repr__(self) -> str:
+        names = ", ".join(d.name for d in self.destinations)
+        return f"<SessionCompletionRuntime destinations=[{names}] enabled={self._enabled}>"
+
+
+# --- the process-wide shared runtime -------------------------------------------------------
+_live_runtimes: weakref.WeakSet[SessionCompletionRuntime] = weakref.WeakSet()
+_shared: SessionCompletionRuntime | None = None
+_shared_lock = threading.Lock()
+
+
+def get_runtime() -> SessionCompletionRuntime:
+    """The shared runtime every middleware and integration feeds (built on first use)."""
+    runtime = _shared
+    if runtime is None:
+        with _shared_lock:
+            if _shared is None:
+                _set_shared(SessionCompletionRuntime())
+            runtime = _shared
+    assert runtime is not None
+    return runtime
+
+
+def configure(
+    config: ConfigSource = None,
+    *,
+    api_key: str | None = None,
+    endpoint: str | None = None,
+    **overrides: Any,
+) -> SessionCompletionRuntime:
+    """Replace the shared runtime (the previous one is flushed and shut down)."""
+    runtime = SessionCompletionRuntime(api_key, endpoint, config=config, **overrides)
+    with _shared_lock:
+        previous = _shared
+        _set_shared(runtime)
+    if previous is not None:
+        previous.shutdown()
+    return runtime
+
+
+def ensure_runtime(config: ConfigSource = None) -> SessionCompletionRuntime:
+    """For framework adapters: configure from framework settings unless already configured."""
+    if _shared is None and config is not None:
+        with _shared_lock:
+            if _shared is None:
+                _set_shared(SessionCompletionRuntime(config=config))
+    return get_runtime()
+
+
+def _set_shared(runtime: SessionCompletionRuntime) -> None:
+    global _shared
+    _shared = runtime
+
+
+def capture(event: Mapping[str, Any]) -> Receipt:
+    """Shortcut to ``get_runtime().capture(event)``."""
+    return get_runtime().capture(event)
+
+
+def _after_fork_in_child() -> None:
+    global _shared_lock
+    _shared_lock = threading.Lock()
+    for runtime in list(_live_runtimes):
+        runtime._after_fork_in_child()
+
+
+def _shutdown_all() -> None:
+    for runtime in list(_live_runtimes):
+        try:
+            runtime.shutdown()
+        except Exception:
+            logger.exception("shutdown at exit failed", extra={"component": "runtime"})
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+# Runs before concurrent.futures stops its worker threads (which the destinations and spools
+# need to flush), unlike a plain atexit handler.
+try:
+    threading._register_atexit(_shutdown_all)  # type: ignore[attr-defined]
+except (AttributeError, RuntimeError):  # pragma: no cover - other interpreters
+    import atexit
+
+    atexit.register(_shutdown_all)
