@@ -51,7 +51,9 @@ def app() -> App:
 def make_server(app: App) -> Iterator[Callable[..., MonitoringServer]]:
     servers: list[MonitoringServer] = []
 
-    def make(metrics_port: int = ANY_FREE_PORT, health_port: int = ANY_FREE_PORT, **kw: Any):
+    def make(
+        metrics_port: int = ANY_FREE_PORT, health_port: int = ANY_FREE_PORT, **kw: Any
+    ) -> MonitoringServer:
         server = MonitoringServer(
             metrics_port,
             health_port,
