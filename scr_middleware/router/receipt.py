@@ -38,7 +38,10 @@ def _wake(waiter: Any) -> None:
         waiter.set()
         return
     loop, future = waiter
-    loop.call_soon_threadsafe(_set_result, future)
+    try:
+        loop.call_soon_threadsafe(_set_result, future)
+    except RuntimeError:  # the waiter's loop has closed: nobody is waiting any more
+        pass
 
 
 def _set_result(future: asyncio.Future[None]) -> None:

@@ -65,6 +65,7 @@ class Router:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
         self._ready = threading.Event()
+        self._nudge_pending = False
         self.workers: list[DestinationWorker] = []
         self.destination_stats: list[DestinationStats] = []
 
@@ -100,6 +101,7 @@ class Router:
         """A caller waits for delivery: drain now and send partial batches."""
         loop = self._loop
         if loop is None:
+            self._nudge_pending = True  # the router is still starting: nudge once it is up
             return
         try:
             loop.call_soon_threadsafe(self._nudge_workers)
@@ -152,6 +154,9 @@ class Router:
             except Exception:
                 logger.exception("router start callback failed", extra={"component": "router"})
         self._ready.set()
+        if self._nudge_pending:
+            self._nudge_pending = False
+            self._nudge_workers()
         housekeeping = asyncio.create_task(self._housekeeping())
         try:
             await self._ingest_loop()
