@@ -20,6 +20,7 @@ from .config import load_config
 from .config_model import Config, DestinationConfig
 from .errors import InvalidEventError
 from .events import normalize_event
+from .monitoring import RuntimeMonitoring, setup_logging
 from .router.receipt import DISABLED, Receipt, settled_receipt
 from .router.router import Router
 from .router.spool import Spool
@@ -90,11 +91,13 @@ class SessionCompletionRuntime:
         self.data_dir = resolve_data_dir(self.config)
         self._router = self._new_router()
         self._waitable = None if self.config.optimization.async_mode else self._router
-        self._observability: Any = None
         self._pid = os.getpid()
-        _live_runtimes.add(self)
+        self._observability: RuntimeMonitoring | None = None
         if self._enabled:
+            setup_logging(self.config.monitoring.log_level, self.config.monitoring.log_format)
+            self._attach_monitoring()
             self._log_startup()
+        _live_runtimes.add(self)
 
     # --- construction ---------------------------------------------------------------------
     def _validate_plan(self) -> tuple[list[Any], Any]:
@@ -166,6 +169,20 @@ class SessionCompletionRuntime:
                 )
             )
         return workers
+
+    def _attach_monitoring(self) -> None:
+        monitoring = RuntimeMonitoring(self)
+        self._observability = monitoring
+        self._router.on_start.append(monitoring.start)
+        self._router.on_tick.append(monitoring.sync)
+
+    def metrics_text(self) -> tuple[bytes, str]:
+        """The Prometheus exposition (for serving /metrics from the host app itself)."""
+        monitoring = self._observability
+        if monitoring is None:
+            monitoring = RuntimeMonitoring(self)
+            self._observability = monitoring
+        return monitoring.render()
 
     def _log_startup(self) -> None:
         for destination in self.destinations:
@@ -251,8 +268,11 @@ class SessionCompletionRuntime:
         self.stats = RuntimeStats()
         self._router.stats = self.stats
         self._router.after_fork_in_child()
-        self._observability = None
         self._pid = os.getpid()
+        self._router.on_start.clear()  # the parent's monitoring is the parent's
+        self._router.on_tick.clear()
+        if self._enabled:
+            self._attach_monitoring()
 
     def __repr__(self) -> str:
         names = ", ".join(d.name for d in self.destinations)
