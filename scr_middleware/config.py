@@ -211,7 +211,8 @@ def _convert(value: Any, hint: Any, path: str, label: str) -> Any:
             raise ConfigError(label, f"must be a list, got {type(value).__name__}")
         item_hint = get_args(hint)[0]
         return tuple(
-            _convert(item, item_hint, f"{path}[{i}]", f"{label}[{i}]") for i, item in enumerate(value)
+            _convert(item, item_hint, f"{path}[{i}]", f"{label}[{i}]")
+            for i, item in enumerate(value)
         )
     if origin is dict:
         if not isinstance(value, Mapping):

@@ -77,7 +77,11 @@ class StorageConfig:
 @dataclass(frozen=True, slots=True)
 class PIIConfig:
     enabled: bool = False
-    redact_fields: tuple[str, ...] = ("outcome.final_output", "metadata.messages", "metadata.prompt")
+    redact_fields: tuple[str, ...] = (
+        "outcome.final_output",
+        "metadata.messages",
+        "metadata.prompt",
+    )
     redact_patterns: tuple[str, ...] = ("email", "phone", "credit_card")
     replacement: str = "[REDACTED]"
 

@@ -39,8 +39,14 @@ _USAGE_ALIASES: Final = {
 }
 # Nested OpenAI detail objects: (container, inner key) -> canonical detail field.
 _NESTED_DETAILS: Final = {
-    "prompt_tokens_details": {"cached_tokens": "cached_input_tokens", "audio_tokens": "audio_input_tokens"},
-    "input_tokens_details": {"cached_tokens": "cached_input_tokens", "audio_tokens": "audio_input_tokens"},
+    "prompt_tokens_details": {
+        "cached_tokens": "cached_input_tokens",
+        "audio_tokens": "audio_input_tokens",
+    },
+    "input_tokens_details": {
+        "cached_tokens": "cached_input_tokens",
+        "audio_tokens": "audio_input_tokens",
+    },
     "completion_tokens_details": {
         "reasoning_tokens": "reasoning_tokens",
         "audio_tokens": "audio_output_tokens",
@@ -196,9 +202,9 @@ def _normalize_usage(
                 usage["model"] = value
         elif usage[key] is None:
             usage[key] = _count(value, key, errors)
-    if usage["total_tokens"] is None and usage["input_tokens"] is not None:
-        if usage["output_tokens"] is not None:
-            usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+    tokens_in, tokens_out = usage["input_tokens"], usage["output_tokens"]
+    if usage["total_tokens"] is None and tokens_in is not None and tokens_out is not None:
+        usage["total_tokens"] = tokens_in + tokens_out
     if source is None:
         has_counts = (
             usage["input_tokens"] is not None
@@ -207,7 +213,9 @@ def _normalize_usage(
         )
         source = "reported" if has_counts else "missing"
     elif source not in USAGE_SOURCES:
-        errors.append(("usage.source", f"must be one of reported, estimated, missing, got {source!r}"))
+        errors.append(
+            ("usage.source", f"must be one of reported, estimated, missing, got {source!r}")
+        )
     usage["source"] = source
     return usage
 
@@ -220,7 +228,9 @@ def _normalize_outcome(raw: Any, errors: list[tuple[str, str]]) -> dict[str, Any
     if isinstance(raw, str):
         raw = {"status": raw}
     elif not isinstance(raw, Mapping):
-        errors.append(("outcome", f"must be an object or a status string, got {type(raw).__name__}"))
+        errors.append(
+            ("outcome", f"must be an object or a status string, got {type(raw).__name__}")
+        )
         return {"status": "error"}
     outcome = dict(raw)
     status = outcome.setdefault("status", "success")
@@ -319,7 +329,7 @@ def _fast_normalize(raw: Any) -> dict[str, Any] | None:
         return None
     duration = get("duration_ms")
     if duration is not None:
-        if type(duration) is not int and type(duration) is not float or duration < 0:
+        if (type(duration) is not int and type(duration) is not float) or duration < 0:
             return None
         duration = float(duration)
     event = {

@@ -82,9 +82,8 @@ def seed_compatible(body: bytes) -> bytes:
     for line in lines:
         if line.startswith(_CAPTURED_META):
             continue
-        if line.endswith(b".0") and not line.startswith(b"#"):
-            line = line[:-2]
-        out.append(line)
+        whole = line.endswith(b".0") and not line.startswith(b"#")
+        out.append(line[:-2] if whole else line)
     return b"\n".join(out)
 
 

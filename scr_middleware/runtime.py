@@ -40,8 +40,10 @@ def default_data_dir() -> Path:
 
 
 def resolve_data_dir(config: Config) -> Path:
-    return Path(config.storage.data_dir).expanduser() if config.storage.data_dir else (
-        default_data_dir()
+    return (
+        Path(config.storage.data_dir).expanduser()
+        if config.storage.data_dir
+        else (default_data_dir())
     )
 
 

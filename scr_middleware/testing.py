@@ -92,4 +92,4 @@ def capture_events(**overrides: Any) -> Iterator[CapturedEvents]:
         yield CapturedEvents(runtime, name)
     finally:
         runtime.shutdown(5.0)
-        runtime_mod._set_shared(previous)
+        runtime_mod._shared = previous

@@ -2,4 +2,4 @@
 SessionCompletionRuntime``. Everything here is ``scr_middleware``'s public API."""
 
 from scr_middleware import *  # noqa: F403
-from scr_middleware import __all__ as __all__  # noqa: PLC0414
+from scr_middleware import __all__ as __all__

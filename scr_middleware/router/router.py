@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import concurrent.futures.thread  # noqa: F401  (its exit hook must be registered before ours)
+import concurrent.futures.thread
 import logging
 import threading
 import time
@@ -267,7 +267,9 @@ class Router:
         if loop is None or not self.running:
             return True
         budget = 30.0 if timeout is None else timeout
-        future = asyncio.run_coroutine_threadsafe(self._flush_async(budget), loop)
+        future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(
+            self._flush_async(budget), loop
+        )
         try:
             return bool(await asyncio.wait_for(asyncio.wrap_future(future), budget + 1.0))
         except TimeoutError:

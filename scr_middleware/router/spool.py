@@ -95,7 +95,8 @@ class Spool:
             with db:
                 db.execute("BEGIN IMMEDIATE")
                 db.executemany(
-                    "INSERT INTO spool (event_id, event, reason, auto_replay, created_at, last_error)"
+                    "INSERT INTO spool"
+                    " (event_id, event, reason, auto_replay, created_at, last_error)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     rows,
                 )

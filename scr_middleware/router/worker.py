@@ -162,7 +162,7 @@ class DestinationWorker:
         lane = self._lane_for(item.event)
         lane.pending.append(item)
         count = len(lane.pending)
-        if count == 1 or count == self.settings.batch_size or self.settings.flush_interval_s == 0:
+        if count in (1, self.settings.batch_size) or self.settings.flush_interval_s == 0:
             lane.wakeup.set()
 
     def _overflow_item(self, item: Item) -> None:
@@ -389,7 +389,7 @@ class DestinationWorker:
         self._closing = True
         for lane in self._lanes:
             lane.wakeup.set()
-        tasks = [lane.task for lane in self._lanes if lane.task is not None]
+        tasks: list[asyncio.Task[Any]] = [lane.task for lane in self._lanes if lane.task]
         if self._replay_task is not None:
             tasks.append(self._replay_task)
         loop = asyncio.get_running_loop()
