@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 from datetime import UTC, datetime
@@ -139,6 +140,15 @@ def get_logger(component: str) -> logging.Logger:
 
 _once_lock = threading.Lock()
 _once_keys: set[str] = set()
+
+
+def _reinit_after_fork() -> None:
+    # A lock held by another thread at fork() would stay locked forever in the child.
+    global _once_lock
+    _once_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reinit_after_fork)
 
 
 def log_once(logger: logging.Logger, key: str, level: int | str, msg: str, **fields: Any) -> bool:

@@ -91,6 +91,14 @@ _per_registry: weakref.WeakKeyDictionary[CollectorRegistry, MetricFamilies] = (
 _process_wide: MetricFamilies | None = None
 
 
+def _reinit_after_fork() -> None:
+    global _shared_lock
+    _shared_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reinit_after_fork)
+
+
 def _metrics_for(registry: CollectorRegistry, multiprocess: bool) -> MetricFamilies:
     global _process_wide
     with _shared_lock:
@@ -137,8 +145,17 @@ class MetricsBridge:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.multiprocess = multiprocess_dir() is not None
+        if not self.multiprocess and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            log_once(
+                _log,
+                "metrics.multiproc_late",
+                logging.WARNING,
+                "PROMETHEUS_MULTIPROC_DIR was set after prometheus_client was imported: "
+                "/metrics shows this process only; set it before the server starts",
+            )
         self._m = _metrics_for(self.registry, self.multiprocess)
         self._lock = threading.Lock()
+        self._pid = os.getpid()
         self._runtime: _Cursor | None = None
         self._destinations: dict[str, _Cursor] = {}
         self._captured_counted = 0
@@ -154,6 +171,10 @@ class MetricsBridge:
         buffer: BufferState,
     ) -> None:
         """Bring every metric up to date. Thread-safe; never raises."""
+        if self._pid != os.getpid():
+            # Forked (gunicorn --preload) while another thread may have held the lock: that
+            # thread does not exist here, so the copied lock could never be released.
+            self._lock, self._pid = threading.Lock(), os.getpid()
         try:
             with self._lock:
                 self._sync_runtime(runtime)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -221,3 +226,46 @@ def test_process_readers() -> None:
     meter = CpuMeter()
     sum(range(200_000))
     assert meter.sample() >= 0
+
+
+FORK_CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    from scr_middleware.observability import BufferState, MetricsBridge, get_logger, log_once
+    from scr_middleware.observability import logs
+    from scr_middleware.router.stats import RuntimeStats
+
+    bridge = MetricsBridge()
+    # Held at fork() time, as if the router thread were mid-sync and a request mid-log_once.
+    bridge._lock.acquire()
+    logs._once_lock.acquire()
+    pid = os.fork()
+    if pid == 0:
+        bridge.sync(RuntimeStats(captured=2), [], BufferState())
+        log_once(get_logger("t"), "k", "info", "m")
+        ok = b"scr_events_captured_total 2.0" in bridge.render()[0]
+        os._exit(0 if ok else 3)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            sys.exit(os.waitstatus_to_exitcode(status))
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    sys.exit("child deadlocked")
+    """
+)
+
+
+def test_sync_works_in_a_child_forked_while_locks_were_held() -> None:
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_CHILD],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
