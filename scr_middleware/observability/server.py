@@ -13,6 +13,7 @@ import errno
 import json
 import logging
 import os
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,6 +40,10 @@ class _Server(ThreadingHTTPServer):
     paths: frozenset[str] = frozenset()
     render_metrics: RenderMetrics
     health: HealthCheck
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -158,7 +163,8 @@ class MonitoringServer:
 
     def _bind(self, role: str, port: int, paths: frozenset[str]) -> None:
         try:
-            server = _Server((self.host, 0 if port == ANY_FREE_PORT else port), _Handler)
+            cls = _Server6 if ":" in self.host else _Server  # "::" listens on IPv6 (and v4)
+            server = cls((self.host, 0 if port == ANY_FREE_PORT else port), _Handler)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 log_once(

@@ -205,3 +205,16 @@ def test_stop_closes_the_sockets(make_server: Callable[..., MonitoringServer]) -
                     raise
                 time.sleep(0.05)
     server.stop()  # idempotent
+
+
+def test_ipv6_host(make_server: Callable[..., MonitoringServer]) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("IPv6 loopback unavailable")
+    server = make_server(host="::1", health_port=0)
+    port = server.bound_ports["metrics"]
+    assert httpx.get(f"http://[::1]:{port}/metrics").status_code == 200
