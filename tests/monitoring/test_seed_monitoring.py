@@ -24,7 +24,7 @@ else
   echo "✗ Integration test failed: no events captured"
   exit 1
 fi
-"""
+"""  # noqa: E501  (the seed's script, verbatim)
 
 
 @pytest.fixture
@@ -42,7 +42,8 @@ def runtime(tmp_path: Path) -> Any:
 
 def _ports(rt: SessionCompletionRuntime) -> dict[str, int]:
     rt.start()
-    assert rt._observability is not None and rt._observability.server is not None
+    assert rt._observability is not None
+    assert rt._observability.server is not None
     return rt._observability.server.bound_ports
 
 
