@@ -121,7 +121,8 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}"
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{f'[{host}]' if ':' in host else host}"
     if parts.port is not None:
         netloc += f":{parts.port}"
     return urlunsplit(parts._replace(netloc=netloc))
@@ -220,8 +221,8 @@ class HttpDestination(Destination):
             headers: Mapping[str, str] = response.headers
             retry_after = parse_retry_after(headers.get("retry-after"))
             text = response.text
-            if isinstance(text, str) and text:
-                detail = f": {text[:_ERROR_BODY_CHARS]}"
+            if isinstance(text, str) and text.strip():
+                detail = ": " + " ".join(text[:_ERROR_BODY_CHARS].split())
         except Exception:
             pass
         message = f"HTTP {status}{detail}"

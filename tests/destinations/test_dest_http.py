@@ -189,7 +189,7 @@ def test_parse_retry_after() -> None:
 
 def test_timeout_is_transient(sink: HttpSink) -> None:
     sink.hang_next(30.0)
-    destination, _ = build(sink.url, timeout_ms=300)
+    destination, _ = build(sink.url, timeout_ms=1000)
     error = send_expecting(destination, make_records(1), TransientDeliveryError)
     assert "timed out" in str(error).lower() or "timeout" in str(error).lower()
     assert sink.wait_for_requests(1)[0].action == "hang"
@@ -238,6 +238,7 @@ def test_describe_hides_password() -> None:
     assert described["endpoint"] == "https://svc:***@billing.example:8443/api"
     assert described["format"] == "ndjson"
     assert redact_url("https://a.example/x") == "https://a.example/x"
+    assert redact_url("http://u:p@[::1]:8080/x") == "http://u:***@[::1]:8080/x"
 
 
 def test_seed_style_mocked_post_reads_only_status_code() -> None:
