@@ -53,8 +53,21 @@ def test_redelivery_is_deduplicated(tmp_path: Path) -> None:
     destination, _ = build(f"sqlite:///{db}")
     batch = make_records(2)
     extra = make_records(1)
-    deliver(destination, (batch, "bat_1"), (batch, "bat_1"), ([*batch, *extra], "bat_2"))
+    altered = [Record(batch[0].event_id, {**batch[0].payload, "user_id": "someone_else"})]
+    deliver(
+        destination,
+        (batch, "bat_1"),
+        (batch, "bat_1"),
+        ([*batch, *extra], "bat_2"),
+        (altered, "bat_3"),
+    )
     assert len(rows(db)) == 3
+    # The first write wins: a ledger row is never rewritten by a redelivery.
+    assert rows(db, "SELECT event_id, user_id FROM events ORDER BY rowid") == [
+        (batch[0].event_id, "user_1"),
+        (batch[1].event_id, "user_1"),
+        (extra[0].event_id, "user_1"),
+    ]
 
 
 @pytest.mark.parametrize("transform", sorted(NAMED_TRANSFORMS))
