@@ -9,6 +9,7 @@ which the router runs on its own thread.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -112,6 +113,21 @@ def _count(value: Any, path: str, errors: list[tuple[str, str]]) -> int | None:
         return int(value)
     errors.append((path, f"must be a non-negative integer, got {value!r}"))
     return None
+
+
+def _duration(value: Any) -> float | None:
+    """A non-negative, finite number of milliseconds as a float, else None.
+
+    Fix: NaN and infinity used to pass (``nan < 0`` is false) and a huge int raised
+    OverflowError from ``float()`` instead of InvalidEventError.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        as_float = float(value)
+    except OverflowError:
+        return None
+    return as_float if 0.0 <= as_float < math.inf else None
 
 
 _CANONICAL_USAGE_KEYS: Final = frozenset({"input_tokens", "output_tokens", "total_tokens", "model"})
@@ -247,17 +263,27 @@ def _normalize_outcome(raw: Any, errors: list[tuple[str, str]]) -> dict[str, Any
 
 
 def _check_time(value: Any, path: str, errors: list[tuple[str, str]]) -> None:
-    if value is None or isinstance(value, datetime):
+    if value is None:
         return
     if isinstance(value, str):
         try:
             datetime.fromisoformat(value)
         except ValueError:
             errors.append((path, f"must be an RFC 3339 timestamp, got {value!r}"))
+            return
+    elif not isinstance(value, datetime) and (
+        not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0
+    ):
+        errors.append(
+            (path, f"must be an RFC 3339 string, datetime or epoch number, got {value!r}")
+        )
         return
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return
-    errors.append((path, f"must be an RFC 3339 string, datetime or epoch number, got {value!r}"))
+    # Fix: finalize_event runs this conversion on the router thread, where an exception
+    # (epoch 1e20, NaN, year 1 at +01:00) stopped the router for good. Reject it here instead.
+    try:
+        format_rfc3339(_to_datetime(value))
+    except (ValueError, OverflowError, OSError):
+        errors.append((path, f"is out of range, got {value!r}"))
 
 
 _FAST_KEYS: Final = frozenset(
@@ -329,9 +355,9 @@ def _fast_normalize(raw: Any) -> dict[str, Any] | None:
         return None
     duration = get("duration_ms")
     if duration is not None:
-        if (type(duration) is not int and type(duration) is not float) or duration < 0:
+        duration = _duration(duration)
+        if duration is None:
             return None
-        duration = float(duration)
     event = {
         "event_id": event_id or new_event_id(),
         "event_type": EVENT_TYPE,
@@ -442,10 +468,11 @@ def normalize_event_full(raw: Mapping[str, Any]) -> dict[str, Any]:
 
     duration = get("duration_ms")
     if duration is not None:
-        if isinstance(duration, bool) or not isinstance(duration, int | float) or duration < 0:
+        checked = _duration(duration)
+        if checked is None:
             errors.append(("duration_ms", f"must be a non-negative number, got {duration!r}"))
         else:
-            event["duration_ms"] = float(duration)
+            event["duration_ms"] = checked
     count = get("message_count")
     if count is not None:
         event["message_count"] = _count(count, "message_count", errors)
@@ -480,8 +507,13 @@ def normalize_event_full(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 def format_rfc3339(moment: datetime) -> str:
     """UTC, millisecond precision, ``Z`` suffix: ``2025-12-21T10:45:23.123Z``."""
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    m = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    # Fix: strftime("%Y") does not zero-pad years before 1000 ("999-01-01..."), which is not
+    # RFC 3339; explicit fields always give four digits (and are faster).
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+        f".{m.microsecond // 1000:03d}Z"
+    )
 
 
 def _to_datetime(value: Any) -> datetime:
