@@ -1,0 +1,294 @@
+"""Protocol-level tests: the middleware called like a server calls it, iterated by hand."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+from wsgiref.util import FileWrapper
+
+import pytest
+import scr_fake_llm as fake
+from wsgi_kit import (
+    CHAT,
+    JSON_HEADERS,
+    REQUEST,
+    SSE_HEADERS,
+    Body,
+    Recorder,
+    app_returning,
+    environ,
+)
+
+from scr_middleware import ConfigError, scr_exempt, scr_route
+from scr_middleware.wsgi import (
+    ENVIRON_ENDPOINT,
+    ENVIRON_EXCEPTION,
+    ENVIRON_USER_ID,
+    SessionCompletionMiddleware,
+)
+
+
+def test_unobserved_requests_reach_the_app_untouched(captured: Any) -> None:
+    cap = captured()
+    body = Body([b"ok"])
+    inner = app_returning(body, headers=[("Content-Type", "text/plain")], read_input=False)
+    app = SessionCompletionMiddleware(inner, runtime=cap.runtime)
+    recorder = Recorder()
+    env = environ("/healthz", method="GET")
+    stream = env["wsgi.input"]
+    assert app(env, recorder) is body
+    assert env["wsgi.input"] is stream
+    env = environ(CHAT, method="GET")  # GET on an LLM path (stored completions): not a session
+    assert app(env, recorder) is body
+    assert cap.settled() == []
+
+
+def test_json_response_chunks_pass_through_identically_and_one_event(captured: Any) -> None:
+    cap = captured()
+    payload = fake.completion(REQUEST, "json1")
+    chunks = [payload[:40], payload[40:]]
+    body = Body(chunks)
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+    app = SessionCompletionMiddleware(app_returning(body, headers=headers), runtime=cap.runtime)
+    recorder = Recorder()
+    result = app(environ(REMOTE_USER="alice"), recorder)
+    assert recorder.calls == [("200 OK", headers, None)]
+    out = list(result)
+    assert [id(c) for c in out] == [id(c) for c in chunks]  # the very same objects
+    result.close()  # type: ignore[attr-defined]
+    assert body.closed
+    (event,) = cap.events(1)
+    assert event["session_id"] == "chatcmpl-json1"
+    assert event["user_id"] == "alice"
+    assert event["usage"]["input_tokens"] == 4
+    assert event["usage"]["output_tokens"] == len(fake.WORDS)
+    assert event["usage"]["model"] == fake.MODEL
+    assert event["outcome"]["status"] == "success"
+    assert event["outcome"]["http_status"] == 200
+    assert event["request"] == {"method": "POST", "route": None, "path": CHAT}
+    assert event["message_count"] == 1
+
+
+def test_stream_is_never_buffered(captured: Any) -> None:
+    cap = captured()
+    request = {**REQUEST, "stream": True, "stream_options": {"include_usage": True}}
+    chunks = fake.stream_chunks(request, "sse1")
+    body = Body(chunks)
+    app = SessionCompletionMiddleware(app_returning(body, headers=SSE_HEADERS), runtime=cap.runtime)
+    result = iter(app(environ(body=json.dumps(request).encode()), Recorder()))
+    for index, chunk in enumerate(chunks):
+        assert next(result) is chunk
+        assert body.produced == index + 1  # the app was asked for exactly one more chunk
+    with pytest.raises(StopIteration):
+        next(result)
+    (event,) = cap.events(1)  # finished at exhaustion, before any close()
+    assert event["transport"] == "sse"
+    assert event["session_id"] == "chatcmpl-sse1"
+    assert event["usage"]["total_tokens"] == 4 + len(fake.WORDS)
+    assert event["usage"]["source"] == "reported"
+
+
+def test_app_exception_is_reraised_unchanged_and_reported(captured: Any) -> None:
+    cap = captured()
+    error = KeyError("no model")
+
+    def app(env: dict[str, Any], start_response: Any) -> Any:
+        raise error
+
+    with pytest.raises(KeyError) as raised:
+        SessionCompletionMiddleware(app, runtime=cap.runtime)(environ(), Recorder())
+    assert raised.value is error
+    (event,) = cap.events(1)
+    assert event["outcome"]["status"] == "error"
+    assert event["outcome"]["error_type"] == "KeyError"
+
+
+def test_exception_mid_stream_is_reraised_and_reported(captured: Any) -> None:
+    cap = captured()
+    body = Body(fake.stream_chunks(REQUEST, "midfail"), fail_at=3)
+    app = SessionCompletionMiddleware(app_returning(body, headers=SSE_HEADERS), runtime=cap.runtime)
+    result = app(environ(), Recorder())
+    received: list[bytes] = []
+    with pytest.raises(ValueError, match="upstream broke"):
+        received.extend(result)
+    result.close()  # type: ignore[attr-defined]
+    assert received == body.chunks[:3]
+    assert body.closed
+    (event,) = cap.events(1)
+    assert event["outcome"]["status"] == "error"
+    assert event["outcome"]["error_type"] == "ValueError"
+    assert event["outcome"]["http_status"] == 200
+
+
+@pytest.mark.parametrize("consumed", [0, 2])
+def test_close_before_the_end_is_a_cancelled_session(captured: Any, consumed: int) -> None:
+    """What gunicorn does when the client goes away: stop iterating, call close()."""
+    cap = captured()
+    body = Body(fake.stream_chunks(REQUEST, "gone"))
+    app = SessionCompletionMiddleware(app_returning(body, headers=SSE_HEADERS), runtime=cap.runtime)
+    result = app(environ(), Recorder())
+    iterator = iter(result)
+    for _ in range(consumed):
+        next(iterator)
+    result.close()  # type: ignore[attr-defined]
+    assert body.closed
+    (event,) = cap.events(1)
+    assert event["outcome"]["status"] == "cancelled"
+
+
+def test_close_after_declared_length_was_sent_is_complete(captured: Any) -> None:
+    """A server may stop iterating once Content-Length bytes went out: not a cancellation."""
+    cap = captured()
+    payload = fake.completion(REQUEST, "exact")
+    body = Body([payload, b""])
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+    app = SessionCompletionMiddleware(app_returning(body, headers=headers), runtime=cap.runtime)
+    result = app(environ(), Recorder())
+    assert next(iter(result)) is payload
+    result.close()  # type: ignore[attr-defined]
+    (event,) = cap.events(1)
+    assert event["outcome"]["status"] == "success"
+    assert event["usage"]["input_tokens"] == 4
+
+
+def test_file_wrapper_is_passed_through_and_observed_without_body(captured: Any) -> None:
+    cap = captured()
+    wrapped = FileWrapper(io.BytesIO(fake.completion(REQUEST, "file")))
+    app = SessionCompletionMiddleware(app_returning(wrapped), runtime=cap.runtime)
+    assert app(environ(), Recorder()) is wrapped  # the server can still use sendfile
+    (event,) = cap.events(1)
+    assert event["outcome"]["http_status"] == 200
+    assert event["usage"]["source"] == "missing"
+
+
+def test_len_is_kept_for_sized_results(captured: Any) -> None:
+    cap = captured()
+    payload = fake.completion(REQUEST, "sized")
+    app = SessionCompletionMiddleware(app_returning([payload]), runtime=cap.runtime)
+    result = app(environ(), Recorder())
+    assert len(result) == 1  # type: ignore[arg-type]
+    assert list(result) == [payload]
+    assert cap.events(1)[0]["session_id"] == "chatcmpl-sized"
+
+
+def test_legacy_write_callable_is_observed(captured: Any) -> None:
+    cap = captured()
+    payload = fake.completion(REQUEST, "write")
+
+    def app(env: dict[str, Any], start_response: Any) -> Any:
+        write = start_response("200 OK", list(JSON_HEADERS))
+        write(payload[:10])
+        write(payload[10:])
+        return []
+
+    recorder = Recorder()
+    result = SessionCompletionMiddleware(app, runtime=cap.runtime)(environ(), recorder)
+    assert list(result) == []
+    assert b"".join(recorder.written) == payload
+    assert cap.events(1)[0]["session_id"] == "chatcmpl-write"
+
+
+def test_request_body_is_teed_as_the_app_reads_it(captured: Any) -> None:
+    cap = captured({"user_id_sources": ["body:user"]})
+    request = {**REQUEST, "user": "u-77"}
+    raw = json.dumps(request).encode()
+    seen: dict[str, Any] = {}
+    app = SessionCompletionMiddleware(
+        app_returning([fake.completion(request, "tee")], seen=seen), runtime=cap.runtime
+    )
+    list(app(environ(body=raw), Recorder()))
+    assert seen["body"] == raw
+    (event,) = cap.events(1)
+    assert event["user_id"] == "u-77"
+    assert event["usage"]["input_tokens"] == 4
+
+
+def test_the_app_reads_a_5mb_request_body_unchanged(captured: Any) -> None:
+    cap = captured()
+    request = {**REQUEST, "messages": [{"role": "user", "content": "x " * (5 * 1024 * 1024 // 2)}]}
+    raw = json.dumps(request).encode()
+    seen: dict[str, Any] = {}
+    app = SessionCompletionMiddleware(
+        app_returning([fake.completion(REQUEST, "big-in")], seen=seen), runtime=cap.runtime
+    )
+    list(app(environ(body=raw), Recorder()))
+    assert seen["body"] == raw
+    (event,) = cap.events(1)
+    assert event["session_id"] == "chatcmpl-big-in"
+    assert "message_count" not in event  # over max_request_body_bytes: not kept
+
+
+def test_ensure_stream_usage_rewrites_request_and_strips_the_added_chunk(captured: Any) -> None:
+    cap = captured({"ensure_stream_usage": True})
+    request = {**REQUEST, "stream": True}
+    raw = json.dumps(request).encode()
+    seen: dict[str, Any] = {}
+
+    def app(env: dict[str, Any], start_response: Any) -> Any:
+        data = env["wsgi.input"].read(int(env["CONTENT_LENGTH"]))
+        seen["request"] = json.loads(data)
+        seen["content_length"] = int(env["CONTENT_LENGTH"])
+        seen["length_ok"] = len(data) == seen["content_length"]
+        start_response("200 OK", list(SSE_HEADERS))
+        return Body(fake.stream_chunks(seen["request"], "ensure"))
+
+    result = SessionCompletionMiddleware(app, runtime=cap.runtime)(environ(body=raw), Recorder())
+    out = b"".join(result)
+    assert seen["request"]["stream_options"] == {"include_usage": True}
+    assert seen["length_ok"]
+    assert out == b"".join(fake.stream_chunks(request, "ensure"))  # what the client asked for
+    (event,) = cap.events(1)
+    assert event["usage"]["source"] == "reported"
+    assert event["usage"]["output_tokens"] == len(fake.WORDS)
+
+
+def test_exempt_endpoint_emits_nothing(captured: Any) -> None:
+    cap = captured()
+
+    @scr_exempt
+    def view() -> None: ...
+
+    body = Body([fake.completion(REQUEST, "exempt")])
+    inner = app_returning(body)
+
+    def app(env: dict[str, Any], start_response: Any) -> Any:
+        env[ENVIRON_ENDPOINT] = view  # what scr_middleware.flask does after routing
+        return inner(env, start_response)
+
+    result = SessionCompletionMiddleware(app, runtime=cap.runtime)(environ(), Recorder())
+    assert result is body
+    assert list(result) == body.chunks
+    assert cap.settled() == []
+
+
+def test_environ_hooks_set_identity_route_options_and_exception(captured: Any) -> None:
+    cap = captured()
+
+    @scr_route(session_type="agent", metadata={"team": "search"})
+    def view() -> None: ...
+
+    error = RuntimeError("handled by the framework")
+    inner = app_returning([b"<h1>Internal Server Error</h1>"], "500 INTERNAL SERVER ERROR")
+
+    def app(env: dict[str, Any], start_response: Any) -> Any:
+        env[ENVIRON_ENDPOINT] = view
+        env[ENVIRON_USER_ID] = "user-9"
+        env[ENVIRON_EXCEPTION] = error
+        return inner(env, start_response)
+
+    list(SessionCompletionMiddleware(app, runtime=cap.runtime)(environ(), Recorder()))
+    (event,) = cap.events(1)
+    assert event["session_type"] == "agent"
+    assert event["metadata"]["team"] == "search"
+    assert event["user_id"] == "user-9"
+    assert event["outcome"]["status"] == "error"
+    assert event["outcome"]["error_type"] == "RuntimeError"
+    assert event["outcome"]["http_status"] == 500
+
+
+def test_config_is_validated_at_construction() -> None:
+    with pytest.raises(ConfigError, match=r"middleware\.include_routes\[0\]"):
+        SessionCompletionMiddleware(
+            app_returning([]), config={"middleware": {"include_routes": ["re:("]}}
+        )
