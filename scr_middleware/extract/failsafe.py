@@ -85,7 +85,7 @@ def record_failure(reason: str, stats: FailureStats | None = None, detail: str =
         f"extraction failed ({reason}); further occurrences are only counted in "
         f"scr_extraction_failures_total{{reason={reason!r}}}",
         reason=reason,
-        detail=detail,
+        **({"detail": detail} if detail else {}),
     )
 
 

@@ -134,16 +134,23 @@ class Observer:
             self._req_parsed = parsed
         return parsed if isinstance(parsed, Mapping) else None
 
+    def may_rewrite_request(self) -> bool:
+        """True when ``ensure_stream_usage`` could rewrite this request: the adapter then reads
+        the whole request body before the app does."""
+        match = self._match
+        return (
+            self._settings.ensure_stream_usage
+            and match is not None
+            and match.session_type in ("chat", "completion")
+            and not self.request.path.rstrip("/").endswith("/messages")
+            and self.wants_request_body()
+        )
+
     def request_body_rewrite(self) -> bytes | None:
         """With ``ensure_stream_usage``: the request body with ``stream_options.include_usage``
         added, for a streamed chat/completions request that lacks it; else None."""
         try:
-            match = self._match
-            if not self._settings.ensure_stream_usage or match is None:
-                return None
-            if match.session_type not in ("chat", "completion") or self.request.path.endswith(
-                ("/messages", "/messages/")
-            ):
+            if not self.may_rewrite_request():
                 return None
             body = self._request_json()
             if body is None or body.get("stream") is not True:
@@ -161,6 +168,11 @@ class Observer:
             return None
 
     # -- response ------------------------------------------------------------------------
+
+    @property
+    def status(self) -> int | None:
+        """The response status once ``on_response_start`` ran."""
+        return self._status
 
     def on_response_start(
         self, status: int, headers: Iterable[tuple[bytes, bytes]] | Iterable[tuple[str, str]]

@@ -71,7 +71,7 @@ class SSEParser:
 
     def pending_raw(self) -> bytes:
         """The bytes of the unfinished block (keep_raw mode), handed back at the stream's end."""
-        held = b"".join(self._raw) + b"".join(self._partial)
+        held = b"".join(self._raw)  # in keep_raw mode this includes the partial line
         self._released = self._released or self.pending
         self._raw.clear()
         self._partial.clear()

@@ -1,18 +1,34 @@
 """``ensure_stream_usage``: drop the usage event the middleware asked for, and nothing else.
 
 The request was rewritten to add ``stream_options.include_usage``, so the upstream sends one
-extra final chunk (``choices: []`` plus ``usage``). The client did not ask for it, so it must
-not see it: the stripper forwards every other block's exact bytes. To recognise that event it
+extra final chunk (``choices: []`` plus ``usage``) and a ``"usage": null`` field in every other
+chunk. The client did not ask for either, so it must not see them: the stripper drops that
+chunk, removes that field, and forwards every other byte as it came. To recognise that event it
 works at block granularity, so the bytes of an unfinished event wait for the rest of that event
 (never a whole response); everything else is forwarded as soon as its block is complete.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Final
 
 from .sse import SSEParser
 from .stream import StreamSummary
+
+
+# OpenAI adds "usage": null to every other chunk once usage is requested; the client did not
+# ask, so that field goes too. A quote cannot appear unescaped inside a JSON string, so these
+# patterns only ever match a real key.
+_NULL_USAGE_AFTER: Final = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])')
+_NULL_USAGE_BEFORE: Final = re.compile(rb'"usage"\s*:\s*null\s*,\s*')
+
+
+def without_null_usage(raw: bytes) -> bytes:
+    stripped, count = _NULL_USAGE_AFTER.subn(b"", raw, count=1)
+    if count:
+        return stripped
+    return _NULL_USAGE_BEFORE.sub(b"", raw, count=1)
 
 
 def is_usage_chunk(payload: dict[str, Any] | None) -> bool:
@@ -45,7 +61,10 @@ class UsageStripper:
                 self._stripped = True
                 self._after_stripped = True
                 continue
-            out.append(block.raw)
+            if payload is not None and "usage" in payload and payload["usage"] is None:
+                out.append(without_null_usage(block.raw))
+            else:
+                out.append(block.raw)
         if last:
             out.append(self.parser.pending_raw())
         if len(out) == 1:

@@ -1,0 +1,307 @@
+"""FastAPI / Starlette (any ASGI app): ``app.add_middleware(SessionCompletionMiddleware)``.
+
+Pure ASGI, not ``BaseHTTPMiddleware``: responses are never buffered, each message goes out the
+moment the app sends it. Per-request state lives in a new ``_Responder``, never on the
+middleware. Requests to other paths reach the app with the original ``receive``/``send``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, Final
+
+from .extract import failsafe
+from .extract.observer import Observer
+from .extract.request import RequestInfo, headers_from_asgi
+from .extract.routes import RouteMatch
+from .extract.settings import ObserverSettings
+
+if TYPE_CHECKING:
+    from .runtime import SessionCompletionRuntime
+
+__all__ = ["SessionCompletionMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+SHUTDOWN_FLUSH_TIMEOUT_S: Final = 5.0
+
+
+class NoResponseSent(Exception):
+    """Outcome marker: the app returned without starting a response (the server sends 500)."""
+
+
+class _SharedRuntime:
+    """The process-wide runtime, looked up per use: ``configure()`` may replace it."""
+
+    __slots__ = ()
+
+    @property
+    def stats(self) -> Any:
+        from .runtime import get_runtime
+
+        return get_runtime().stats
+
+    def capture(self, event: dict[str, Any]) -> object:
+        from .runtime import get_runtime
+
+        return get_runtime().capture(event)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        from .runtime import get_runtime
+
+        return get_runtime().flush(timeout)
+
+
+def _user_id(scope: Scope) -> str | None:
+    """Starlette's AuthenticationMiddleware puts a user in ``scope["user"]``."""
+    user = scope.get("user")
+    if user is None or getattr(user, "is_authenticated", True) is False:
+        return None
+    if isinstance(user, str | int):
+        return str(user)
+    for attribute in ("identity", "username"):
+        try:
+            value = getattr(user, attribute, None)
+        except NotImplementedError:  # starlette.authentication.BaseUser.identity
+            continue
+        if isinstance(value, str | int) and value != "":
+            return str(value)
+    return None
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    # ClientDisconnect (Starlette) is matched by name so this module never imports Starlette.
+    return isinstance(exc, OSError | asyncio.CancelledError) or type(exc).__name__ in (
+        "ClientDisconnect",
+        "ClientDisconnected",
+    )
+
+
+class SessionCompletionMiddleware:
+    """``SessionCompletionMiddleware(app, *, config=None, runtime=None)``.
+
+    ``config`` (a YAML path, a dict with the YAML's structure, or None) supplies the
+    ``middleware:`` settings and, if the shared runtime does not exist yet, configures it.
+    ``runtime`` sends events to that runtime instead of the shared one.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        config: str | os.PathLike[str] | MutableMapping[str, Any] | None = None,
+        runtime: SessionCompletionRuntime | None = None,
+    ) -> None:
+        from .config import load_config
+        from .runtime import ensure_runtime, get_runtime
+
+        self.app = app
+        if runtime is not None:
+            cfg = load_config(config) if config is not None else runtime.config
+            self._runtime: Any = runtime
+        else:
+            shared = ensure_runtime(config) if config is not None else get_runtime()
+            cfg = load_config(config) if config is not None else shared.config
+            self._runtime = _SharedRuntime()
+        self.settings = ObserverSettings.from_config(cfg.middleware)
+        self._stats = failsafe.StatsOf(self._runtime)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            match = self.settings.observes(scope.get("method", ""), scope.get("path", ""))
+            if match is None:
+                await self.app(scope, receive, send)
+                return
+            await _Responder(self, match).run(scope, receive, send)
+        elif kind == "lifespan":
+            await self.app(scope, self._lifespan_receive(receive), send)
+        else:
+            await self.app(scope, receive, send)
+
+    def _lifespan_receive(self, receive: Receive) -> Receive:
+        async def wrapped() -> Message:
+            message = await receive()
+            if message.get("type") == "lifespan.shutdown":
+                await self._flush()
+            return message
+
+        return wrapped
+
+    async def _flush(self) -> None:
+        """Deliver what is buffered before the server stops, off the event loop."""
+        try:
+            await asyncio.to_thread(self._runtime.flush, SHUTDOWN_FLUSH_TIMEOUT_S)
+        except Exception as exc:
+            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
+
+    def _observer(self, scope: Scope, match: RouteMatch) -> Observer:
+        request = RequestInfo(
+            method=scope.get("method", ""),
+            path=scope.get("path", ""),
+            headers=headers_from_asgi(scope.get("headers")),
+            user_id=_user_id(scope),
+        )
+        return Observer(
+            self.settings, request, self._runtime.capture, stats=self._stats, match=match
+        )
+
+
+class _Responder:
+    """One request's state: its observer and where the response is in its lifecycle."""
+
+    __slots__ = (
+        "body_done",
+        "complete",
+        "disconnected",
+        "match",
+        "middleware",
+        "observer",
+        "receive",
+        "scope",
+        "send",
+        "trailers",
+    )
+
+    def __init__(self, middleware: SessionCompletionMiddleware, match: RouteMatch) -> None:
+        self.middleware = middleware
+        self.match = match
+        self.trailers = False  # http.response.start announced trailers
+        self.body_done = False  # the last body message went out
+        self.complete = False  # the response ended and the observer finished
+        self.disconnected = False
+
+    async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = self.middleware.app
+        try:
+            self.observer = self.middleware._observer(scope, self.match)
+        except Exception as exc:
+            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.middleware._stats)
+            await app(scope, receive, send)
+            return
+        self.scope, self.receive, self.send = scope, receive, send
+        app_receive: Receive = self._receive
+        if self.observer.may_rewrite_request():
+            app_receive = await self._read_ahead()
+        try:
+            await app(scope, app_receive, self._send)
+        except BaseException as exc:
+            self._resolve()
+            if self.disconnected or _is_disconnect(exc):
+                self.observer.finish(cancelled=True)
+            else:
+                self.observer.finish(exception=exc)
+            raise
+        if self.complete:
+            return
+        if self.body_done:  # trailers were announced but never sent
+            self._finish()
+            return
+        self._resolve()
+        if self.disconnected or self.observer.status is not None:
+            # Starlette's StreamingResponse returns quietly when the client goes away.
+            self.observer.finish(cancelled=True)
+        else:
+            self.observer.finish(exception=NoResponseSent())
+
+    async def _receive(self) -> Message:
+        message = await self.receive()
+        kind = message.get("type")
+        if kind == "http.request":
+            self.observer.on_request_body(message.get("body", b""))
+        elif kind == "http.disconnect":
+            self.disconnected = True
+        return message
+
+    async def _send(self, message: Message) -> None:
+        kind = message.get("type")
+        if kind == "http.response.body":
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            out = self.observer.on_chunk(body, last=not more)
+            if out is not body:  # only when ensure_stream_usage dropped its usage event
+                message = {**message, "body": out}
+            await self._forward(message)
+            if not more:
+                self.body_done = True
+                if not self.trailers:
+                    self._finish()
+        elif kind == "http.response.start":
+            self.trailers = message.get("trailers", False) is True
+            self.observer.on_response_start(message.get("status", 0), message.get("headers") or ())
+            await self._forward(message)
+        elif kind == "http.response.trailers":
+            await self._forward(message)
+            if not message.get("more_body", False):
+                self._finish()
+        elif kind == "http.response.pathsend":  # a file the server sends itself: no body seen
+            await self._forward(message)
+            self._finish()
+        else:  # unknown or future message types pass through untouched
+            await self._forward(message)
+
+    async def _forward(self, message: Message) -> None:
+        try:
+            await self.send(message)
+        except BaseException as exc:
+            if _is_disconnect(exc):  # ASGI 2.4 servers raise OSError once the client is gone
+                self.disconnected = True
+            raise
+
+    def _finish(self) -> None:
+        if not self.complete:
+            self.complete = True
+            self._resolve()
+            self.observer.finish()
+
+    def _resolve(self) -> None:
+        """Read what the app put in the scope: Starlette's router sets ``endpoint`` and
+        ``route`` and AuthenticationMiddleware sets ``user`` on the same dict."""
+        try:
+            scope = self.scope
+            if self.observer.request.user_id is None:
+                self.observer.request.user_id = _user_id(scope)
+            route = getattr(scope.get("route"), "path", None)
+            self.observer.set_endpoint(
+                scope.get("endpoint"), route if isinstance(route, str) else None
+            )
+        except Exception as exc:
+            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.middleware._stats)
+
+    async def _read_ahead(self) -> Receive:
+        """``ensure_stream_usage``: read the whole request body before the app does, so it can
+        be rewritten; the app then receives the (possibly new) body, then the live channel."""
+        held: list[Message] = []
+        complete = False
+        while True:
+            message = await self.receive()
+            held.append(message)
+            if message.get("type") != "http.request":
+                self.disconnected = message.get("type") == "http.disconnect"
+                break
+            self.observer.on_request_body(message.get("body", b""))
+            if not message.get("more_body", False):
+                complete = True
+                break
+        new_body = self.observer.request_body_rewrite() if complete else None
+        if new_body is not None:
+            held = [{"type": "http.request", "body": new_body, "more_body": False}]
+            length = str(len(new_body)).encode("latin-1")
+            # In place, so outer middleware reading this scope later sees the same dict.
+            self.scope["headers"] = [
+                (name, length if name.lower() == b"content-length" else value)
+                for name, value in self.scope.get("headers") or ()
+            ]
+
+        async def replay() -> Message:
+            if held:
+                return held.pop(0)
+            return await self._receive()
+
+        return replay
