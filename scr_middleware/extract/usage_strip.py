@@ -16,7 +16,6 @@ from typing import Any, Final
 from .sse import SSEParser
 from .stream import StreamSummary
 
-
 # OpenAI adds "usage": null to every other chunk once usage is requested; the client did not
 # ask, so that field goes too. A quote cannot appear unescaped inside a JSON string, so these
 # patterns only ever match a real key.
