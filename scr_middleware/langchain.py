@@ -33,6 +33,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "scr_middleware.langchain needs langchain-core: pip install 'scr-middleware[langchain]'"
     ) from exc
 
+from .extract import failsafe
 from .observability.logs import get_logger, log_once
 from .router.receipt import Receipt
 from .runtime import SessionCompletionRuntime, get_runtime
@@ -244,6 +245,8 @@ class SessionCompletionCallback(BaseCallbackHandler):
         try:
             fn(*args)
         except Exception as exc:
+            if failsafe.RAISE_INTERNAL_ERRORS:  # the test suite: bugs must fail tests
+                raise
             log_once(
                 logger,
                 f"langchain:{what}",

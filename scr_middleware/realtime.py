@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from .extract import failsafe
 from .observability.logs import get_logger, log_once
 from .router.receipt import Receipt
 from .runtime import SessionCompletionRuntime, get_runtime
@@ -167,7 +168,11 @@ class RealtimeSessionTracker:
             parsed = orjson.loads(event) if isinstance(event, str | bytes) else event
             if isinstance(parsed, Mapping):
                 self._handle(parsed)
+        except orjson.JSONDecodeError:
+            log_once(logger, "realtime:json", logging.WARNING, "ignored a non-JSON Realtime frame")
         except Exception as exc:
+            if failsafe.RAISE_INTERNAL_ERRORS:  # the test suite: bugs must fail tests
+                raise
             log_once(
                 logger,
                 "realtime:feed",
