@@ -105,14 +105,19 @@ class SessionCompletionRuntime:
     def _validate_plan(self) -> tuple[list[Any], Any]:
         """Resolve endpoints, transforms and PII settings now: a bad one is a ConfigError at
         start-up, never a half-started runtime."""
-        from .destinations.registry import validate_endpoint
+        from .destinations.registry import validate_destination, validate_endpoint
         from .transforms import load_transform
 
         transforms = []
         configured = not self.config.endpoint and bool(self.config.destinations)
         for index, destination in enumerate(self.destinations):
             prefix = f"destinations[{index}]" if configured else "endpoint"
-            validate_endpoint(destination.endpoint, f"{prefix}.endpoint" if configured else prefix)
+            if configured:
+                # Fix: the whole destination (format, headers and their ${VARS}, TLS files),
+                # not only its endpoint, so a typo stops start-up instead of every send.
+                validate_destination(destination, prefix)
+            else:
+                validate_endpoint(destination.endpoint, prefix)
             transforms.append(load_transform(destination.transform, f"{prefix}.transform"))
         preprocess = None
         if self.config.pii.enabled:
