@@ -248,15 +248,13 @@ class RealtimeSessionTracker:
         return self._closed
 
     def _modality(self) -> str | None:
+        # Instructions count as input text in every session, so any audio input makes it an
+        # audio session (the guide's inputModality: "audio").
         if self.input_modality is not None:
             return self.input_modality
-        audio = self._totals.get("audio_input_tokens", 0)
-        text = self._text.get("input_text_tokens", 0)
-        if audio and text:
-            return "multimodal"
-        if audio:
+        if self._totals.get("audio_input_tokens", 0):
             return "audio"
-        return "text" if text else None
+        return "text" if self._text.get("input_text_tokens", 0) else None
 
     def _default_outcome(self) -> str | dict[str, Any]:
         if self._last_error is not None:
