@@ -8,6 +8,7 @@ middleware. Requests to other paths reach the app with the original ``receive``/
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
@@ -104,12 +105,17 @@ class SessionCompletionMiddleware:
         self.app = app
         if runtime is not None:
             cfg = load_config(config) if config is not None else runtime.config
+            enabled = runtime.enabled
             self._runtime: Any = runtime
         else:
             shared = ensure_runtime(config) if config is not None else get_runtime()
             cfg = load_config(config) if config is not None else shared.config
+            enabled = shared.enabled
             self._runtime = _SharedRuntime()
-        self.settings = ObserverSettings.from_config(cfg.middleware)
+        settings = ObserverSettings.from_config(cfg.middleware)
+        if not enabled:  # SCR_ENABLED=false: every request passes straight through
+            settings = dataclasses.replace(settings, enabled=False)
+        self.settings = settings
         self._stats = failsafe.StatsOf(self._runtime)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -338,10 +338,18 @@ class Observer:
 
     def _check_stream(self, seen: Seen) -> None:
         summary = self._summary
-        if summary is None or self._skip or seen.cancelled or seen.exception is not None:
+        if summary is None or self._skip:
             return
-        parser = self._parser if self._stripper is None else self._stripper.parser
-        if parser is not None and (parser.pending or parser.overflowed):
+        if self._stripper is not None:
+            truncated = self._stripper.truncated or self._stripper.parser.overflowed
+        elif self._parser is not None:
+            complete = summary.add_final(self._parser.close())
+            truncated = self._parser.overflowed or not complete
+        else:
+            return
+        if seen.cancelled or seen.exception is not None:
+            return  # a cut-off stream is expected then, not an extraction failure
+        if truncated:
             self._note(failsafe.TRUNCATED_SSE)
         elif summary.invalid:
             self._note(failsafe.INVALID_JSON)

@@ -43,7 +43,6 @@ class SSEParser:
         "_partial",
         "_partial_len",
         "_raw",
-        "_released",
         "_skip_lf",
         "_started",
         "overflowed",
@@ -61,22 +60,38 @@ class SSEParser:
         self._skip_lf = False  # the previous chunk ended in CR; a leading LF completes a CRLF
         self._started = False
         self._discard = False  # dropping the rest of an over-long line
-        self._released = False  # pending_raw() handed out an unfinished block
         self.overflowed = False  # a line exceeded max_line_bytes and was dropped
 
     @property
     def pending(self) -> bool:
-        """True while a started block is unfinished: a truncated stream at its end."""
-        return self._released or bool(self._partial or self._data or self._event or self._discard)
+        """True while a block is unfinished (no blank line yet)."""
+        return bool(self._partial or self._data or self._event or self._discard)
 
     def pending_raw(self) -> bytes:
-        """The bytes of the unfinished block (keep_raw mode), handed back at the stream's end."""
-        held = b"".join(self._raw)  # in keep_raw mode this includes the partial line
-        self._released = self._released or self.pending
+        """keep_raw mode: hand out the bytes held for the unfinished block (its parse state
+        stays, so ``close()`` can still complete it)."""
+        held = b"".join(self._raw)  # includes the partial line
         self._raw.clear()
-        self._partial.clear()
-        self._partial_len = 0
         return held
+
+    def close(self) -> list[SSEEvent]:
+        """The stream ended: complete the last block as if a blank line followed.
+
+        Browsers drop an unterminated last event; extraction is more useful if it keeps one
+        whose data is complete (``data: [DONE]`` without its blank line). The caller decides
+        whether a flushed event's data is usable (a truncated JSON document is not).
+        """
+        out: list[SSEEvent] = []
+        if self._discard:
+            self._discard = False
+        elif self._partial:
+            line = b"".join(self._partial)
+            self._partial.clear()
+            self._partial_len = 0
+            self._line(line, out)
+        if self._data or self._event:
+            self._dispatch(out)
+        return out
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         out: list[SSEEvent] = []

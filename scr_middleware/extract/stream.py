@@ -88,6 +88,18 @@ class StreamSummary:
             self._last_usage[kind] = payload
         return payload
 
+    def add_final(self, events: list[SSEEvent]) -> bool:
+        """File the events ``SSEParser.close()`` completed; False if one of them was unusable
+        (its data cut off mid-document): the stream was truncated."""
+        usable = True
+        for event in events:
+            if event.data is None:
+                continue
+            payload = self.add(event)
+            if payload is None and event.data != DONE:
+                usable = False
+        return usable
+
     @property
     def types(self) -> frozenset[str]:
         return frozenset(self._first)

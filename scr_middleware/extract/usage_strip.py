@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from .sse import SSEParser
-from .stream import StreamSummary
+from .sse import SSEEvent, SSEParser
+from .stream import DONE, StreamSummary
 
 # OpenAI adds "usage": null to every other chunk once usage is requested; the client did not
 # ask, so that field goes too. A quote cannot appear unescaped inside a JSON string, so these
@@ -39,16 +39,28 @@ def is_usage_chunk(payload: dict[str, Any] | None) -> bool:
 
 
 class UsageStripper:
-    __slots__ = ("_after_stripped", "_stripped", "parser")
+    __slots__ = ("_after_stripped", "_stripped", "parser", "truncated")
 
     def __init__(self, max_line_bytes: int) -> None:
         self.parser = SSEParser(max_line_bytes=max_line_bytes, keep_raw=True)
         self._stripped = False
         self._after_stripped = False  # the next CRLF half still belongs to the dropped block
+        self.truncated = False  # the stream's last event was cut off
 
     def feed(self, chunk: bytes, summary: StreamSummary, *, last: bool) -> bytes:
         out: list[bytes] = []
-        for block in self.parser.feed(chunk):
+        self._process(self.parser.feed(chunk), summary, out, final=False)
+        if last:
+            self._process(self.parser.close(), summary, out, final=True)
+            out.append(self.parser.pending_raw())
+        if len(out) == 1:
+            return out[0]
+        return b"".join(out)
+
+    def _process(
+        self, blocks: list[SSEEvent], summary: StreamSummary, out: list[bytes], *, final: bool
+    ) -> None:
+        for block in blocks:
             if block.continuation:
                 if not self._after_stripped:
                     out.append(block.raw)
@@ -56,6 +68,8 @@ class UsageStripper:
                 continue
             self._after_stripped = False
             payload = summary.add(block)
+            if final and payload is None and block.data not in (None, DONE):
+                self.truncated = True
             if not self._stripped and is_usage_chunk(payload):
                 self._stripped = True
                 self._after_stripped = True
@@ -64,11 +78,6 @@ class UsageStripper:
                 out.append(without_null_usage(block.raw))
             else:
                 out.append(block.raw)
-        if last:
-            out.append(self.parser.pending_raw())
-        if len(out) == 1:
-            return out[0]
-        return b"".join(out)
 
     def release(self) -> bytes:
         """Hand back whatever is held (on an internal error, or at the end)."""

@@ -179,3 +179,25 @@ def test_config_errors_at_start_up(
     with pytest.raises(ConfigError) as info:
         SessionCompletionMiddleware(app, config=config, runtime=runtime.runtime)
     assert info.value.path == path
+
+
+def test_scr_enabled_false_passes_everything_through(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scr_middleware.runtime import SessionCompletionRuntime
+
+    monkeypatch.setenv("SCR_ENABLED", "false")
+    disabled = SessionCompletionRuntime(config={"storage": {"data_dir": str(tmp_path)}})
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.update(receive=receive, send=send)
+
+    recorder = Recorder(requests=[body_request(b"{}")])
+    try:
+        middleware = SessionCompletionMiddleware(app, runtime=disabled)
+        run(middleware(http_scope(), recorder.receive, recorder.send))
+    finally:
+        disabled.shutdown(5.0)
+    assert seen == {"receive": recorder.receive, "send": recorder.send}
+    assert disabled.stats.disabled == 0  # not even a capture() call

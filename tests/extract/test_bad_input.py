@@ -191,3 +191,31 @@ def test_request_body_over_its_cap_is_ignored(stats: RuntimeStats) -> None:
     )
     assert events[0]["user_id"] is None
     assert "message_count" not in events[0]
+
+
+def test_unterminated_final_event_still_counts(stats: RuntimeStats) -> None:
+    body = STREAM.replace(b"\n\ndata: [DONE]\n\n", b"")  # ends right after the usage JSON
+    assert body.endswith(b"}}}")
+    events, _ = run([body], content_type="text/event-stream", stats=stats)
+    assert events[0]["usage"]["total_tokens"] == 21
+    assert stats.extraction_failures == {}
+
+
+def test_each_reason_is_logged_once_not_per_request(stats: RuntimeStats) -> None:
+    import logging
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("scr_middleware.extract")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        for _ in range(5):
+            run([b"{broken"], stats=stats)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert stats.extraction_failures == {"invalid_json": 5, "missing_usage": 5}
+    assert sorted(r.reason for r in records) == ["invalid_json", "missing_usage"]  # type: ignore[attr-defined]

@@ -108,3 +108,35 @@ def test_error_response_passes_unchanged() -> None:
     assert observer.on_chunk(body, last=True) is body
     observer.finish()
     assert events[0]["outcome"]["error_type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b'data: {"a":1,"usage":null}\n\n', b'data: {"a":1}\n\n'),
+        (b'data: {"a":1, "usage" : null, "b":2}\n\n', b'data: {"a":1, "b":2}\n\n'),
+        (b'data: {"usage": null, "a":1}\n\n', b'data: {"a":1}\n\n'),
+        (
+            b'data: {"a":"x\\",\\"usage\\":null","usage":null}\n\n',
+            b'data: {"a":"x\\",\\"usage\\":null"}\n\n',
+        ),
+    ],
+)
+def test_null_usage_field_removal(raw: bytes, expected: bytes) -> None:
+    from scr_middleware.extract.usage_strip import without_null_usage
+
+    assert without_null_usage(raw) == expected
+    assert orjson.loads(expected[6:]) == {
+        k: v for k, v in orjson.loads(raw[6:]).items() if k != "usage"
+    }
+
+
+def test_unterminated_usage_chunk_is_still_stripped() -> None:
+    stream = STREAM.replace(b"\n\ndata: [DONE]\n\n", b"")
+    observer, events = _observer()
+    observer.on_request_body(orjson.dumps(REQUEST))
+    assert observer.request_body_rewrite() is not None
+    sent = _stream(observer, rechunk(stream, range(50, len(stream), 50)))
+    assert b'"usage"' not in sent
+    assert sent == CLIENT_VIEW.replace(b"data: [DONE]\n\n", b"")
+    assert events[0]["usage"]["total_tokens"] == 21

@@ -64,3 +64,16 @@ def test_keep_raw_blocks_reassemble_the_exact_bytes() -> None:
         blocks = parser.feed(stream[:cut]) + parser.feed(stream[cut:])
         assert b"".join(b.raw for b in blocks) + parser.pending_raw() == stream, cut
         assert [b.data for b in blocks if b.data is not None] == [b"1", b"2", b"3"]
+
+
+def test_close_completes_an_unterminated_last_event() -> None:
+    parser = SSEParser()
+    assert [e.data for e in parser.feed(b"data: 1\n\ndata: [DONE]\n")] == [b"1"]
+    assert [e.data for e in parser.close()] == [b"[DONE]"]
+    assert not parser.pending
+    parser = SSEParser()
+    parser.feed(b'data: {"a": 1}')
+    assert [e.data for e in parser.close()] == [b'{"a": 1}']
+    parser = SSEParser()
+    parser.feed(b": keep-al")
+    assert parser.close() == []
