@@ -1,0 +1,1 @@
+"""Minimal apps the middleware benchmarks serve: the same routes with and without capture."""

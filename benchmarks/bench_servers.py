@@ -1,0 +1,206 @@
+"""5. Servers under load from a separate process: throughput with vs without the middleware.
+
+* uvicorn (one process) serving the Starlette app: bare, with ``SessionCompletionMiddleware``,
+  and with a no-op ``BaseHTTPMiddleware`` (the anchor for what a wrapper usually costs);
+* gunicorn (sync workers, ``-w 2``) serving the Flask app and the Django project, bare and
+  with the middleware.
+
+Every variant of a framework runs at once, each server on its own port; load comes from
+``wrk`` (or ``benchmarks.loadgen``) in rounds that visit the variants in rotating order, so
+drift on the machine hits all alike. Each round is ``seconds`` long, after one warm-up run per
+variant; the figure is the median over rounds of (with / without) requests per second
+(target >= 0.97x). Capture stays on: the default router and its embedded SQLite ledger in a
+temporary ``SCR_DATA_DIR``; the ledger's row count after the run shows the middleware did
+capture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from .harness import (
+    BenchResult,
+    Scale,
+    Target,
+    clean_env,
+    median,
+    python,
+    scrub_scr_env,
+    stop_process,
+)
+from .loadgen import LoadResult, run_load, tool
+from .workload import chat_request_body
+
+NAME = "servers"
+RATIO_TARGET = 0.97
+PATH = "/v1/chat/completions"
+
+
+@dataclass(frozen=True)
+class Variant:
+    framework: str
+    name: str
+    command: tuple[str, ...]  # "{port}" is replaced
+    env: tuple[tuple[str, str], ...] = ()
+
+
+def _uvicorn(factory: str) -> tuple[str, ...]:
+    return (
+        python(), "-m", "uvicorn", "--factory", f"benchmarks.apps.starlette_app:{factory}",
+        "--host", "127.0.0.1", "--port", "{port}", "--workers", "1",
+        "--log-level", "warning", "--no-access-log",
+    )  # fmt: skip
+
+
+def _gunicorn(app: str) -> tuple[str, ...]:
+    return (
+        python(), "-m", "gunicorn", "-w", "2", "-k", "sync", "-b", "127.0.0.1:{port}",
+        "--log-level", "warning", app,
+    )  # fmt: skip
+
+
+VARIANTS = (
+    Variant("starlette", "bare", _uvicorn("bare")),
+    Variant("starlette", "scr", _uvicorn("scr")),
+    Variant("starlette", "basehttp", _uvicorn("basehttp")),
+    Variant("flask", "bare", _gunicorn('benchmarks.apps.flask_app:create_app("bare")')),
+    Variant("flask", "scr", _gunicorn('benchmarks.apps.flask_app:create_app("scr")')),
+    Variant(
+        "django", "bare", _gunicorn("benchmarks.apps.django_app:application"),
+        (("BENCH_VARIANT", "bare"),),
+    ),
+    Variant(
+        "django", "scr", _gunicorn("benchmarks.apps.django_app:application"),
+        (("BENCH_VARIANT", "scr"),),
+    ),
+)  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_serving(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    body = chat_request_body()
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {proc.args!r}")
+        try:
+            if httpx.post(url, content=body, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server at {url} not ready within {timeout:g}s")
+
+
+@contextlib.contextmanager
+def _serving(variants: list[Variant], data_dir: str) -> Iterator[dict[str, str]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    urls: dict[str, str] = {}
+    try:
+        for variant in variants:
+            port = _free_port()
+            command = [part.replace("{port}", str(port)) for part in variant.command]
+            env = clean_env(SCR_DATA_DIR=data_dir, **dict(variant.env))
+            proc = subprocess.Popen(
+                command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            procs.append(proc)
+            urls[variant.name] = f"http://127.0.0.1:{port}{PATH}"
+        for variant, proc in zip(variants, procs, strict=True):
+            _wait_serving(urls[variant.name], proc)
+        yield urls
+    finally:
+        for proc in procs:
+            stop_process(proc, grace=15.0)
+
+
+def _ledger_rows(data_dir: str) -> int:
+    path = Path(data_dir) / "ledger.sqlite3"
+    if not path.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+
+def _framework(framework: str, scale: Scale) -> dict[str, object]:
+    variants = [v for v in VARIANTS if v.framework == framework]
+    rounds = scale.pick(3, 2, 1)
+    seconds = scale.pick(5.0, 2.0, 1.0)
+    connections = 32 if framework == "starlette" else 8
+    runs: dict[str, list[LoadResult]] = {v.name: [] for v in variants}
+    with tempfile.TemporaryDirectory(prefix="scr-bench-") as data_dir:
+        with _serving(variants, data_dir) as urls:
+            if scale.name != "smoke":
+                for variant in variants:  # warm-up: imports, the router, the ledger file
+                    run_load(urls[variant.name], 1.0, connections)
+            for index in range(rounds):
+                order = variants[index % len(variants) :] + variants[: index % len(variants)]
+                for variant in order:
+                    runs[variant.name].append(run_load(urls[variant.name], seconds, connections))
+        ledger = _ledger_rows(data_dir)  # servers stopped: their runtimes flushed at exit
+    errors = sum(r.errors for results in runs.values() for r in results)
+    bare = runs["bare"]
+    ratios = {
+        name: median([w.requests_per_s / b.requests_per_s for w, b in zip(res, bare, strict=True)])
+        for name, res in runs.items()
+        if name != "bare"
+    }
+    return {
+        "rps": {name: [r.requests_per_s for r in res] for name, res in runs.items()},
+        "ratios": ratios,
+        "errors": errors,
+        "ledger_rows": ledger,
+        "scr_requests": sum(r.requests for r in runs["scr"]),
+        "rounds": rounds,
+        "seconds": seconds,
+        "connections": connections,
+    }
+
+
+def run(scale: Scale) -> BenchResult:
+    scrub_scr_env()
+    result = BenchResult(NAME, scale.name, details={"load_generator": tool()})
+    labels = {
+        "starlette": "uvicorn + Starlette",
+        "flask": "gunicorn -w 2 + Flask",
+        "django": "gunicorn -w 2 + Django",
+    }
+    for framework, label in labels.items():
+        data = _framework(framework, scale)
+        result.details[framework] = data
+        rps = data["rps"]
+        assert isinstance(rps, dict)
+        ratios = data["ratios"]
+        assert isinstance(ratios, dict)
+        bare_rps = median(rps["bare"])
+        for name in ratios:
+            is_scr = name == "scr"
+            figure = result.add(
+                f"{label}, {'SCR middleware' if is_scr else 'BaseHTTPMiddleware no-op'}",
+                median(rps[name]),
+                "req/s",
+                anchor="without",
+                anchor_value=bare_rps,
+                target=Target(">=", RATIO_TARGET, "ratio") if is_scr else None,
+            )
+            figure.note = f"paired median {ratios[name]:.3f}x"
+            if is_scr:
+                figure.note += f"; ledger rows {data['ledger_rows']:,}"
+            if data["errors"]:
+                figure.note += f"; {data['errors']} errors"
+    return result
