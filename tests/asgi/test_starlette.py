@@ -118,3 +118,17 @@ def test_ensure_stream_usage_through_the_app(runtime: MemoryRuntime) -> None:
     (event,) = runtime.events()
     assert event["usage"]["total_tokens"] == 18
     assert event["usage"]["source"] == "reported"
+
+
+def test_one_liner_feeds_the_shared_runtime(tmp_path: Any) -> None:
+    from scr_middleware.testing import capture_events
+
+    app = build_app()
+    app.add_middleware(SessionCompletionMiddleware)  # no arguments: the shared runtime
+    with capture_events(storage={"data_dir": str(tmp_path)}) as events:
+        response = run(_call(app, "/v1/chat/completions", {"model": "gpt-4o", "user": "u5"}))
+        assert response.status_code == 200
+        event = events.assert_captured(
+            count=1, user_id="u5", session_type="chat", usage={"total_tokens": 29}
+        )
+    assert event["request"]["route"] == "/v1/chat/completions"
