@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .extractors import Extraction, error_type_of
+from . import failsafe
+from .extractors import SKIP, Extraction, Extractor, ResponseData, error_type_of
 from .identity import Identity
 from .request import RequestInfo
 from .routes import RouteMatch
@@ -36,6 +37,28 @@ class Seen:
     cancelled: bool = False
     exception: BaseException | None = None
     failure: str | None = None  # the first extraction problem, reported in metadata
+
+
+def run_extractors(
+    extractors: Iterable[Extractor],
+    data: ResponseData,
+    stats: failsafe.FailureStats | None,
+    note: Callable[[str, str], None],
+) -> Extraction | None:
+    """The first extractor's answer; one that raises or answers nonsense is counted and the
+    next one gets its turn."""
+    for extractor in extractors:
+        try:
+            result = extractor(data)
+        except Exception as exc:
+            failsafe.internal_error(failsafe.EXTRACTOR_ERROR, exc, stats)
+            continue
+        if result is SKIP:
+            continue
+        if isinstance(result, Extraction):
+            return result
+        note(failsafe.EXTRACTOR_ERROR, f"{extractor!r} returned {type(result).__name__}")
+    return None
 
 
 def message_count(body: Mapping[str, Any] | None) -> int | None:

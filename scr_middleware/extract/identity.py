@@ -16,6 +16,7 @@ from typing import Any
 
 from scr_middleware.errors import ConfigError
 
+from . import failsafe
 from .request import RequestInfo
 
 IdentityCallable = Callable[[RequestInfo, Mapping[str, Any] | None], Mapping[str, Any] | None]
@@ -129,4 +130,26 @@ class IdentityResolver:
             _identifier(result.get("user_id")),
             _identifier(result.get("organization_id")),
             metadata if isinstance(metadata, Mapping) else None,
+        )
+
+    def resolve(
+        self,
+        request: RequestInfo,
+        body: Mapping[str, Any] | None,
+        stats: failsafe.FailureStats | None = None,
+    ) -> Identity:
+        """Sources, then the callable's non-null answers on top; a failing callable is
+        counted (``identity_error``) and the sources' answer stands."""
+        found = self.from_sources(request, body)
+        try:
+            custom = self.from_callable(request, body)
+        except Exception as exc:
+            failsafe.internal_error(failsafe.IDENTITY_ERROR, exc, stats)
+            return found
+        if custom is None:
+            return found
+        return Identity(
+            custom.user_id or found.user_id,
+            custom.organization_id or found.organization_id,
+            custom.metadata,
         )

@@ -10,23 +10,20 @@ unfinished event's bytes until the event completes). Every method is failsafe.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
-import orjson
+from scr_middleware.routes_options import endpoint_options
 
 from . import failsafe
-from .build import Seen, build_event
-from .decoding import BodyDecoder, DecodedTooLarge, DecodeError
-from .extractors import SKIP, Extraction, Extractor, ResponseData
+from .build import Seen, build_event, run_extractors
+from .extractors import Extraction, Extractor, ResponseData
 from .failsafe import FailureStats
-from .identity import Identity
 from .request import RequestInfo
+from .request_body import RequestBody, with_stream_usage
+from .response_body import ResponseBody
 from .routes import RouteMatch
 from .settings import ObserverSettings
-from .sse import SSEParser
-from .stream import StreamSummary, loads
-from .usage_strip import UsageStripper
 
 __all__ = ["Observer", "RequestInfo"]
 
@@ -42,10 +39,7 @@ def _header_items(headers: Iterable[Any]) -> Iterable[tuple[str, str]]:
 
 class Observer:
     __slots__ = (
-        "_body_len",
-        "_body_parts",
         "_content_type",
-        "_decoder",
         "_emit",
         "_exempt",
         "_failure",
@@ -53,17 +47,12 @@ class Observer:
         "_injected",
         "_match",
         "_no_body",
-        "_parser",
-        "_req_len",
-        "_req_parsed",
-        "_req_parts",
+        "_request_body",
+        "_response",
         "_settings",
-        "_skip",
         "_start",
         "_stats",
         "_status",
-        "_stripper",
-        "_summary",
         "_t0",
         "request",
     )
@@ -87,20 +76,12 @@ class Observer:
         self._finished = False
         self._exempt = False
         self._failure: str | None = None
-        self._req_parts: list[bytes] = []
-        self._req_len = 0
-        self._req_parsed: Mapping[str, Any] | bool | None = False  # False: not parsed yet
+        self._request_body = RequestBody(settings.max_request_body_bytes)
         self._injected = False
         self._status: int | None = None
         self._content_type = ""
         self._no_body = request.method == "HEAD"
-        self._decoder: BodyDecoder | None = None
-        self._parser: SSEParser | None = None
-        self._summary: StreamSummary | None = None
-        self._stripper: UsageStripper | None = None
-        self._body_parts: list[bytes] = []
-        self._body_len = 0
-        self._skip = False  # extraction abandoned for this response (reason already counted)
+        self._response: ResponseBody | None = None  # set when a body is due and observed
 
     # -- request -------------------------------------------------------------------------
 
@@ -109,30 +90,10 @@ class Observer:
 
     def on_request_body(self, chunk: bytes) -> None:
         try:
-            if not chunk or self._req_len < 0 or not self.wants_request_body():
-                return
-            self._req_len += len(chunk)
-            if self._req_len > self._settings.max_request_body_bytes:
-                self._req_len = -1  # over the cap: identity and message_count go without it
-                self._req_parts.clear()
-                return
-            self._req_parts.append(bytes(chunk))
+            if self.wants_request_body():
+                self._request_body.add(chunk)
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
-
-    def _request_json(self) -> Mapping[str, Any] | None:
-        parsed = self._req_parsed
-        if parsed is False:
-            parsed = None
-            if self._req_parts:
-                try:
-                    value = loads(b"".join(self._req_parts))
-                except ValueError:
-                    value = None
-                parsed = value if isinstance(value, dict) else None
-            self._req_parts.clear()
-            self._req_parsed = parsed
-        return parsed if isinstance(parsed, Mapping) else None
 
     def may_rewrite_request(self) -> bool:
         """True when ``ensure_stream_usage`` could rewrite this request: the adapter then reads
@@ -152,16 +113,9 @@ class Observer:
         try:
             if not self.may_rewrite_request():
                 return None
-            body = self._request_json()
-            if body is None or body.get("stream") is not True:
-                return None
-            options = body.get("stream_options")
-            options = dict(options) if isinstance(options, Mapping) else {}
-            if options.get("include_usage") is True:
-                return None
-            options["include_usage"] = True
-            self._injected = True
-            return orjson.dumps({**body, "stream_options": options})
+            rewritten = with_stream_usage(self._request_body.parsed())
+            self._injected = rewritten is not None
+            return rewritten
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
             self._injected = False
@@ -192,66 +146,34 @@ class Observer:
                 self._no_body = True
             if self._match is None or self._no_body:
                 return
-            try:
-                self._decoder = BodyDecoder(encoding, self._settings.max_body_bytes)
-            except DecodeError as exc:
-                self._abandon(failsafe.UNSUPPORTED_ENCODING, str(exc))
-            if self._content_type.startswith("text/event-stream"):
-                self._summary = StreamSummary()
-                plain = self._decoder is not None and self._decoder.passthrough
-                if self._injected and plain and not has_length and status < 300:
-                    self._stripper = UsageStripper(self._settings.max_body_bytes)
-                else:
-                    self._parser = SSEParser(max_line_bytes=self._settings.max_body_bytes)
+            self._response = ResponseBody(
+                content_type=self._content_type,
+                encoding=encoding,
+                max_bytes=self._settings.max_body_bytes,
+                note=self._note,
+                # A Content-Length pins the bytes: then the extra chunk cannot be removed.
+                strip_injected_usage=self._injected and not has_length and status < 300,
+            )
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
 
     def on_chunk(self, chunk: bytes, *, last: bool = False) -> bytes:
         """Observe one body chunk; returns the bytes to forward (``chunk`` itself unless an
         injected usage event is being stripped). ``last`` is ASGI's ``more_body=False``."""
-        stripper = self._stripper
-        if stripper is not None:
-            try:
-                return stripper.feed(chunk, self._summary, last=last)  # type: ignore[arg-type]
-            except Exception as exc:
-                self._stripper = None
-                failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
-                return stripper.release() + chunk
-        if not chunk or self._skip or self._finished or self._match is None or self._no_body:
+        response = self._response
+        if response is None or self._finished:
             return chunk
+        held = response.held()
         try:
-            self._observe(chunk)
-        except DecodedTooLarge:
-            self._abandon(failsafe.BODY_TOO_LARGE)
-        except DecodeError as exc:
-            self._abandon(failsafe.DECODE_ERROR, str(exc))
+            return response.feed(chunk, last=last)
         except Exception as exc:
-            self._skip = True
+            # Forward exactly what was held plus this chunk, and stop observing.
+            response.stop_stripping()
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
-        return chunk
-
-    def _observe(self, chunk: bytes) -> None:
-        decoder = self._decoder
-        if decoder is None:
-            return
-        data = decoder.decode(chunk)
-        if self._summary is not None and self._parser is not None:
-            for event in self._parser.feed(data):
-                self._summary.add(event)
-            return
-        self._body_len += len(data)
-        if self._body_len > self._settings.max_body_bytes:
-            self._abandon(failsafe.BODY_TOO_LARGE)
-            return
-        self._body_parts.append(data if type(data) is bytes else bytes(data))
-
-    def _abandon(self, reason: str, detail: str = "") -> None:
-        self._skip = True
-        self._body_parts.clear()
-        self._parser = None
-        self._note(reason, detail)
+            return b"".join(held) + chunk if held else chunk
 
     def _note(self, reason: str, detail: str = "") -> None:
+        """An expected extraction problem: counted, logged once, reported in metadata."""
         if self._failure is None:
             self._failure = reason
         failsafe.record_failure(reason, self._stats, detail)
@@ -262,8 +184,6 @@ class Observer:
         """Late route information: the endpoint the framework resolved (for ``@scr_exempt`` /
         ``@scr_route``) and the route template."""
         try:
-            from scr_middleware.routes_options import endpoint_options
-
             if route is not None:
                 self.request.route = route
             if endpoint is not None:
@@ -295,23 +215,24 @@ class Observer:
         match = self._match
         if match is None or self._exempt:
             return None
-        if self._stripper is not None:
-            self._stripper.release()  # bytes still held were never due: the app stopped
         seen = Seen(
             request=self.request,
             match=match,
             start_time=self._start,
             duration_ms=duration_ms,
             status=self._status,
-            streamed=self._summary is not None,
-            request_body=self._request_json(),
+            streamed=self._content_type.startswith("text/event-stream"),
+            request_body=self._request_body.parsed(),
             cancelled=cancelled,
             exception=exception,
         )
-        seen.body = self._parse_body()
-        self._check_stream(seen)
-        seen.extraction = self._extract(seen)
-        seen.identity = self._identity(seen.request_body)
+        response = self._response
+        if response is not None:
+            seen.body = response.finish(cut_short=cancelled or exception is not None)
+        seen.extraction = self._extract(seen, response)
+        seen.identity = self._settings.identity.resolve(
+            self.request, seen.request_body, self._stats
+        )
         seen.failure = self._failure
         event = build_event(seen, self._settings.session_type)
         if (
@@ -321,38 +242,6 @@ class Observer:
         ):
             failsafe.record_failure(failsafe.MISSING_USAGE, self._stats)
         return event
-
-    def _parse_body(self) -> Any:
-        if self._summary is not None or self._skip or not self._body_parts:
-            return None
-        raw = b"".join(self._body_parts)
-        self._body_parts.clear()
-        if not raw.strip():
-            return None
-        try:
-            return loads(raw)
-        except ValueError:
-            looks_json = "json" in self._content_type or raw.lstrip()[:1] in (b"{", b"[")
-            self._note(failsafe.INVALID_JSON if looks_json else failsafe.NON_JSON_BODY)
-            return None
-
-    def _check_stream(self, seen: Seen) -> None:
-        summary = self._summary
-        if summary is None or self._skip:
-            return
-        if self._stripper is not None:
-            truncated = self._stripper.truncated or self._stripper.parser.overflowed
-        elif self._parser is not None:
-            complete = summary.add_final(self._parser.close())
-            truncated = self._parser.overflowed or not complete
-        else:
-            return
-        if seen.cancelled or seen.exception is not None:
-            return  # a cut-off stream is expected then, not an extraction failure
-        if truncated:
-            self._note(failsafe.TRUNCATED_SSE)
-        elif summary.invalid:
-            self._note(failsafe.INVALID_JSON)
 
     def _extractors(self) -> tuple[Extractor, ...]:
         overrides = self.request.overrides
@@ -364,8 +253,10 @@ class Observer:
             return ()
         return (found,)
 
-    def _extract(self, seen: Seen) -> Extraction | None:
-        if self._skip or (seen.body is None and self._summary is None):
+    def _extract(self, seen: Seen, response: ResponseBody | None) -> Extraction | None:
+        if response is None or response.skip:
+            return None
+        if seen.body is None and response.summary is None:
             return None
         data = ResponseData(
             method=self.request.method,
@@ -374,34 +265,7 @@ class Observer:
             content_type=self._content_type,
             request_body=seen.request_body,
             body=seen.body,
-            stream=self._summary,
+            stream=response.summary,
             route_session_type=seen.match.session_type,
         )
-        for extractor in self._extractors():
-            try:
-                result = extractor(data)
-            except Exception as exc:
-                failsafe.internal_error(failsafe.EXTRACTOR_ERROR, exc, self._stats)
-                continue
-            if result is SKIP:
-                continue
-            if isinstance(result, Extraction):
-                return result
-            self._note(failsafe.EXTRACTOR_ERROR, f"{extractor!r} returned {type(result).__name__}")
-        return None
-
-    def _identity(self, body: Mapping[str, Any] | None) -> Identity:
-        resolver = self._settings.identity
-        found = resolver.from_sources(self.request, body)
-        try:
-            custom = resolver.from_callable(self.request, body)
-        except Exception as exc:
-            failsafe.internal_error(failsafe.IDENTITY_ERROR, exc, self._stats)
-            return found
-        if custom is None:
-            return found
-        return Identity(
-            custom.user_id or found.user_id,
-            custom.organization_id or found.organization_id,
-            custom.metadata,
-        )
+        return run_extractors(self._extractors(), data, self._stats, self._note)

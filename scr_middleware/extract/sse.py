@@ -67,6 +67,10 @@ class SSEParser:
         """True while a block is unfinished (no blank line yet)."""
         return bool(self._partial or self._data or self._event or self._discard)
 
+    def held(self) -> list[bytes]:
+        """keep_raw mode: a snapshot of the bytes held for the unfinished block."""
+        return list(self._raw)
+
     def pending_raw(self) -> bytes:
         """keep_raw mode: hand out the bytes held for the unfinished block (its parse state
         stays, so ``close()`` can still complete it)."""
