@@ -460,6 +460,23 @@ class _TeeInput:
         self._observer.on_request_body(data)
         return data
 
+    def readinto(self, buffer: Any) -> int:
+        # Werkzeug's LimitedStream prefers readinto(); without one underneath, read() serves.
+        if not hasattr(self._stream, "readinto"):
+            data = self.read(len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
+        count: int | None = self._call("readinto", buffer)
+        if count:
+            self._observer.on_request_body(bytes(memoryview(buffer)[:count]))
+        return count or 0
+
+    def read1(self, *args: Any) -> bytes:
+        return self.read(*args)
+
+    def readinto1(self, buffer: Any) -> int:
+        return self.readinto(buffer)
+
     def readlines(self, *args: Any) -> list[bytes]:
         lines: list[bytes] = self._call("readlines", *args)
         for line in lines:
