@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,7 +27,7 @@ from starlette.routing import Route
 from ..errors import ConfigError, InvalidEventError
 from ..events import finalize_event
 from ..observability.logs import get_logger
-from ..observability.metrics import BufferState, MetricsBridge
+from ..observability.metrics import multiprocess_dir
 from ..router.receipt import DROPPED
 from ..runtime import ConfigSource, SessionCompletionRuntime
 from ..transforms import to_json
@@ -84,7 +84,6 @@ class SCRService:
         self.recent = RecentEvents(settings.recent_size)
         self.seen = DedupeWindow(settings.dedupe_window_s, settings.dedupe_max_ids)
         self.registry = CollectorRegistry(auto_describe=True)
-        self.metrics = MetricsBridge(self.registry)
         self.requests = Counter(
             "scr_service_requests",
             "POST /v1/events requests by response status",
@@ -224,15 +223,12 @@ class SCRService:
         return JSONResponse(body, 200 if healthy else 503)
 
     async def metrics_endpoint(self, request: Request) -> Response:
-        runtime = self.runtime
-        ingest = runtime.router.ingest_size()
-        buffer = BufferState(
-            size_events=ingest,
-            size_bytes=int(ingest * self.recent.average_bytes),
-            max_events=runtime.config.capture.buffer_max_size,
-        )
-        self.metrics.sync(runtime.stats, runtime.router.destination_stats, buffer)
-        body, content_type = self.metrics.render()
+        # The runtime's own exposition (the seed's names, shaped so the guide's shell check
+        # works), then the service's counters. In multiprocess mode the runtime's rendering
+        # already aggregates every metric file, these counters included.
+        body, content_type = self.runtime.metrics_text()
+        if multiprocess_dir() is None:
+            body += generate_latest(self.registry)
         return Response(body, headers={"Content-Type": content_type})
 
 

@@ -18,15 +18,10 @@ class RecentEvents:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._events: deque[bytes] = deque(maxlen=size if size > 0 else 0)
-        self._bytes_seen = 0
-        self._count_seen = 0
+        self._events: deque[bytes] = deque(maxlen=max(size, 0))
 
     def add(self, encoded: bytes) -> None:
-        self._bytes_seen += len(encoded)
-        self._count_seen += 1
-        if self.size > 0:
-            self._events.append(encoded)
+        self._events.append(encoded)
 
     def __len__(self) -> int:
         return len(self._events)
@@ -37,11 +32,6 @@ class RecentEvents:
         if limit is not None:
             items = items[len(items) - min(limit, len(items)) :]
         return b"[" + b",".join(items) + b"]"
-
-    @property
-    def average_bytes(self) -> float:
-        """Mean encoded size of accepted events (to estimate the router's buffer in bytes)."""
-        return self._bytes_seen / self._count_seen if self._count_seen else 0.0
 
 
 class DedupeWindow:
