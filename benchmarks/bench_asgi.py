@@ -22,6 +22,7 @@ import gc
 import os
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -98,18 +99,22 @@ async def _wait_drained(deadline_s: float = 30.0) -> None:
 
 
 async def _rounds(
-    apps: Mapping[str, App], path: str, query: bytes, rounds: int, batch: int
+    apps: Mapping[str, App], path: str, query: bytes, rounds: int, batch: int, sent: Counter[str]
 ) -> dict[str, list[float]]:
-    """Per-round seconds per request of each variant, in rotating order."""
+    """Per-round seconds per request of each variant, in rotating order; ``sent`` counts the
+    requests each variant served (so the captured events can be checked against them)."""
     names = list(apps)
     out: dict[str, list[float]] = {name: [] for name in names}
+    warm = max(1, batch // 10)
     for name in names:  # warm-up: imports, caches, the ledger file
-        await _drive(apps[name], path, query, max(1, batch // 10))
+        await _drive(apps[name], path, query, warm)
+        sent[name] += warm
     await _wait_drained()
     for index in range(rounds):
         shift = index % len(names)
         for name in names[shift:] + names[:shift]:
             out[name].append(await _drive(apps[name], path, query, batch))
+            sent[name] += batch
         await _wait_drained()
         gc.collect()
     return out
@@ -129,14 +134,16 @@ async def _measure(scale: Scale) -> dict[str, Any]:
     short, long = scale.pick((20, 200), (20, 200), (2, 10))
     json_apps = {name: factory() for name, factory in starlette_app.VARIANTS.items()}
     sse_apps = {name: json_apps[name] for name in ("bare", "scr")}
-    json_runs = await _rounds(json_apps, "/v1/chat/completions", b"", rounds, batch)
+    sent: Counter[str] = Counter()
+    json_runs = await _rounds(json_apps, "/v1/chat/completions", b"", rounds, batch, sent)
     sse_path = "/stream/v1/chat/completions"
-    sse_short = await _rounds(sse_apps, sse_path, f"n={short}".encode(), rounds, streams)
-    sse_long = await _rounds(sse_apps, sse_path, f"n={long}".encode(), rounds, streams)
+    sse_short = await _rounds(sse_apps, sse_path, f"n={short}".encode(), rounds, streams, sent)
+    sse_long = await _rounds(sse_apps, sse_path, f"n={long}".encode(), rounds, streams, sent)
     added_short, added_long = _added_us(sse_short, "scr"), _added_us(sse_long, "scr")
     return {
         "rounds": rounds,
         "batch": batch,
+        "scr_requests": sent["scr"],
         "bare_us": median(json_runs["bare"]) * 1e6,
         "added_us": {name: _added_us(json_runs, name) for name in json_apps if name != "bare"},
         "sse": {
@@ -157,12 +164,20 @@ def run(scale: Scale) -> BenchResult:
         runtime = runtime_mod.configure(config={"storage": {"data_dir": data_dir}})
         try:
             m = asyncio.run(_measure(scale))
-            runtime_mod.get_runtime().flush(60.0)
-            ledger = runtime_mod.get_runtime().destination_stats()[0].snapshot()
+            runtime.flush(60.0)
+            ledger = [stats.snapshot() for stats in runtime.destination_stats()]
+            failures = dict(runtime.stats.extraction_failures)
         finally:
             runtime.shutdown(30.0)
             del os.environ["SCR_DATA_DIR"]
-    m["ledger"] = {k: ledger[k] for k in ("captured", "delivered", "dropped", "balanced")}
+    delivered = sum(stats["delivered"] for stats in ledger)
+    if delivered != m["scr_requests"] or failures:
+        # A broken middleware is cheap: refuse to report its cost as the real one.
+        raise RuntimeError(
+            f"the middleware delivered {delivered} events for {m['scr_requests']} requests"
+            f" (extraction failures: {failures})"
+        )
+    m["ledger"] = {k: ledger[0][k] for k in ("captured", "delivered", "dropped", "balanced")}
     result = BenchResult(NAME, scale.name, details=m)
     added = m["added_us"]
     result.add("bare Starlette request", m["bare_us"], "us")

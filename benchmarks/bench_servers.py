@@ -145,14 +145,18 @@ def _framework(framework: str, scale: Scale) -> dict[str, object]:
     runs: dict[str, list[LoadResult]] = {v.name: [] for v in variants}
     with tempfile.TemporaryDirectory(prefix="scr-bench-") as data_dir:
         with _serving(variants, data_dir) as urls:
+            warm_requests = 0
             if scale.name != "smoke":
                 for variant in variants:  # warm-up: imports, the router, the ledger file
-                    run_load(urls[variant.name], 1.0, connections)
+                    warm = run_load(urls[variant.name], 1.0, connections)
+                    warm_requests += warm.requests if variant.name == "scr" else 0
             for index in range(rounds):
                 order = variants[index % len(variants) :] + variants[: index % len(variants)]
                 for variant in order:
                     runs[variant.name].append(run_load(urls[variant.name], seconds, connections))
         ledger = _ledger_rows(data_dir)  # servers stopped: their runtimes flushed at exit
+    if not ledger:
+        raise RuntimeError(f"{framework}: the middleware captured nothing; its cost is not real")
     errors = sum(r.errors for results in runs.values() for r in results)
     bare = runs["bare"]
     ratios = {
@@ -165,7 +169,7 @@ def _framework(framework: str, scale: Scale) -> dict[str, object]:
         "ratios": ratios,
         "errors": errors,
         "ledger_rows": ledger,
-        "scr_requests": sum(r.requests for r in runs["scr"]),
+        "scr_requests": warm_requests + sum(r.requests for r in runs["scr"]),
         "rounds": rounds,
         "seconds": seconds,
         "connections": connections,
@@ -200,7 +204,9 @@ def run(scale: Scale) -> BenchResult:
             )
             figure.note = f"paired median {ratios[name]:.3f}x"
             if is_scr:
-                figure.note += f"; ledger rows {data['ledger_rows']:,}"
+                figure.note += (
+                    f"; {data['ledger_rows']:,} events for {data['scr_requests']:,} requests"
+                )
             if data["errors"]:
                 figure.note += f"; {data['errors']} errors"
     return result
