@@ -1,0 +1,267 @@
+"""``"scr_middleware.django.SessionCompletionMiddleware"`` in ``MIDDLEWARE``.
+
+Sync and async capable (Django picks the mode from the chain; in async mode ``__call__``
+returns a coroutine, so no thread hop is added). A plain ``HttpResponse`` is observed once,
+from ``response.content``; a ``StreamingHttpResponse`` gets its ``streaming_content`` wrapped
+(sync iterator for sync content, async iterator for async content, exactly like Django's own
+``GZipMiddleware``), so chunks still leave one by one and the event is finished when the
+iterator is exhausted, fails, is cancelled or the response is closed. A ``FileResponse`` that
+Django will hand to the server's ``wsgi.file_wrapper`` is observed as a response without body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings as django_settings
+from django.core.exceptions import MiddlewareNotUsed
+from django.utils.functional import SimpleLazyObject, empty
+
+from scr_middleware.extract import failsafe
+from scr_middleware.extract.observer import Observer
+from scr_middleware.extract.request import RequestInfo
+from scr_middleware.extract.routes import RouteMatch
+from scr_middleware.routes_options import endpoint_options
+from scr_middleware.wsgi import Binding, BodyState, ObservedBody
+
+from .conf import conf
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest, HttpResponseBase
+
+__all__ = ["SessionCompletionMiddleware"]
+
+GetResponse = Callable[["HttpRequest"], "HttpResponseBase"]
+AsyncGetResponse = Callable[["HttpRequest"], Awaitable["HttpResponseBase"]]
+
+# The exception ``process_exception`` saw, kept on the request for the 500 page's event.
+_EXCEPTION_ATTR: Final = "_scr_exception"
+
+
+class SessionCompletionMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse | AsyncGetResponse) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+        self.binding = Binding(conf.config_source())  # ConfigError at start-up
+        self.settings = self.binding.settings
+        if not self.settings.enabled:
+            raise MiddlewareNotUsed("scr_middleware: middleware.enabled is false")
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        match = self.settings.observes(request.method or "", request.path)
+        if match is None:
+            return self.get_response(request)
+        observer = self._start(request, match)
+        if observer is None:
+            return self.get_response(request)
+        try:
+            response: HttpResponseBase = self.get_response(request)
+        except BaseException as exc:  # only with DEBUG_PROPAGATE_EXCEPTIONS and the like
+            observer.finish(exception=exc)
+            raise
+        self._resolve(request, observer, self._user_id(request))
+        return self._observe(request, response, observer)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        get_response: AsyncGetResponse = self.get_response
+        match = self.settings.observes(request.method or "", request.path)
+        if match is None:
+            return await get_response(request)
+        observer = self._start(request, match)
+        if observer is None:
+            return await get_response(request)
+        try:
+            response = await get_response(request)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                observer.finish(cancelled=True)
+            else:
+                observer.finish(exception=exc)
+            raise
+        self._resolve(request, observer, await self._auser_id(request))
+        return self._observe(request, response, observer)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        # Django turns the exception into its 500 page; the event reports the exception.
+        setattr(request, _EXCEPTION_ATTR, exception)
+
+    # -- per request -----------------------------------------------------------------------
+
+    def _start(self, request: HttpRequest, match: RouteMatch) -> Observer | None:
+        try:
+            info = RequestInfo(
+                method=request.method or "",
+                path=request.path,
+                headers={name.lower(): value for name, value in request.headers.items()},
+            )
+            observer = self.binding.observer(info, match)
+            if observer.wants_request_body():
+                self._read_body(request, observer)
+        except Exception as exc:
+            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.binding.stats)
+            return None
+        return observer
+
+    def _read_body(self, request: HttpRequest, observer: Observer) -> None:
+        """Read ``request.body`` before the view, when that is invisible to it: a JSON body of
+        declared size within both our cap and ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (Django then
+        serves the view's reads from memory, as it does after any ``request.body``)."""
+        meta = request.META
+        if "json" not in meta.get("CONTENT_TYPE", "json"):
+            return
+        try:
+            length = int(meta.get("CONTENT_LENGTH") or "")
+        except ValueError:
+            return
+        django_cap = django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if not 0 < length <= self.settings.max_request_body_bytes or (
+            django_cap is not None and length > django_cap
+        ):
+            return
+        try:
+            body = request.body
+        except OSError:  # UnreadablePostError: the client went away; the view will see it too
+            return
+        observer.on_request_body(body)
+        new_body = observer.request_body_rewrite()
+        if new_body is not None:
+            # ensure_stream_usage: Django has no public setter for the body; these are the two
+            # attributes its ``body`` property itself fills in.
+            request._body = new_body
+            request._stream = io.BytesIO(new_body)
+            meta["CONTENT_LENGTH"] = str(len(new_body))
+
+    def _resolve(self, request: HttpRequest, observer: Observer, user: str | None) -> None:
+        try:
+            observer.request.user_id = user
+            match = getattr(request, "resolver_match", None)
+            if match is not None:
+                route = getattr(match, "route", None)
+                observer.set_endpoint(match.func, route if isinstance(route, str) else None)
+        except Exception as exc:
+            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.binding.stats)
+
+    def _user_id(self, request: HttpRequest) -> str | None:
+        try:
+            return _user_id(getattr(request, "user", None))  # may load it: fine off the loop
+        except Exception as exc:
+            failsafe.internal_error(failsafe.IDENTITY_ERROR, exc, self.binding.stats)
+            return None
+
+    async def _auser_id(self, request: HttpRequest) -> str | None:
+        """``request.user`` without a database query on the event loop: an already loaded
+        user, else ``await request.auser()`` (AuthenticationMiddleware)."""
+        try:
+            user = request.__dict__.get("user")
+            if isinstance(user, SimpleLazyObject) and user._wrapped is empty:
+                auser = getattr(request, "auser", None)
+                user = await auser() if auser is not None else None
+            return _user_id(user)
+        except Exception as exc:
+            failsafe.internal_error(failsafe.IDENTITY_ERROR, exc, self.binding.stats)
+            return None
+
+    def _observe(
+        self, request: HttpRequest, response: HttpResponseBase, observer: Observer
+    ) -> HttpResponseBase:
+        try:
+            match = getattr(request, "resolver_match", None)
+            if match is not None and endpoint_options(match.func)[0]:
+                return response  # @scr_exempt: nothing observed, nothing emitted
+            observer.on_response_start(response.status_code, list(response.items()))
+            if not response.streaming:
+                content = getattr(response, "content", b"")
+                observer.on_chunk(content if isinstance(content, bytes) else b"", last=True)
+                self._finish(request, observer, False, None)
+            elif getattr(response, "file_to_stream", None) is not None:
+                self._finish(request, observer, False, None)  # sent by wsgi.file_wrapper
+            else:
+                self._wrap_stream(request, response, observer)
+        except Exception as exc:
+            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.binding.stats)
+        return response
+
+    def _wrap_stream(
+        self, request: HttpRequest, response: HttpResponseBase, observer: Observer
+    ) -> None:
+        state = BodyState(
+            observer, lambda cancelled, exc: self._finish(request, observer, cancelled, exc)
+        )
+        length = response.get("Content-Length")
+        state.expected = int(length) if length and length.isdigit() else None
+        content: Any = response.streaming_content
+        if response.is_async:
+            response.streaming_content = _ObservedAsyncBody(content, state)
+        else:
+            response.streaming_content = ObservedBody(content, state)
+
+    def _finish(
+        self,
+        request: HttpRequest,
+        observer: Observer,
+        cancelled: bool,
+        exception: BaseException | None,
+    ) -> None:
+        stored = getattr(request, _EXCEPTION_ATTR, None)
+        if (
+            exception is None
+            and not cancelled
+            and isinstance(stored, BaseException)
+            and (observer.status or 500) >= 500
+        ):
+            exception = stored
+        observer.finish(cancelled=cancelled, exception=exception)
+
+
+def _user_id(user: Any) -> str | None:
+    """An authenticated user's primary key, as a string."""
+    if user is None or getattr(user, "is_authenticated", False) is not True:
+        return None
+    pk = getattr(user, "pk", None)
+    return str(pk) if pk is not None and pk != "" else None
+
+
+class _ObservedAsyncBody:
+    """Async ``streaming_content``: the view's chunks, unchanged, one by one. Only async
+    iteration is offered, so Django keeps treating the response as async."""
+
+    __slots__ = ("_iterator", "_state")
+
+    def __init__(self, content: AsyncIterator[bytes], state: BodyState) -> None:
+        self._iterator = content
+        self._state = state
+
+    def __aiter__(self) -> _ObservedAsyncBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        state = self._state
+        while True:
+            try:
+                chunk = await anext(self._iterator)
+            except StopAsyncIteration:
+                tail = state.end()
+                if tail:
+                    return tail
+                raise
+            except BaseException as exc:  # CancelledError: the client disconnected
+                state.fail(exc)
+                raise
+            out = state.forward(chunk)
+            if out or not chunk:
+                return out
+
+    def close(self) -> None:
+        # Django calls this from response.close(): a stream closed before its end was cut off.
+        self._state.close()
