@@ -28,6 +28,7 @@ logger = logging.getLogger("scr_middleware.router")
 Event = dict[str, Any]
 WorkerFactory = Callable[[], list[DestinationWorker]]
 DRAIN_SLICE = 2000  # events fanned out before yielding to the loop so lanes keep sending
+PREPARE_FAILED = "prepare_failed"  # RuntimeStats.extraction_failures reason
 
 
 class Router:
@@ -66,6 +67,7 @@ class Router:
         self._wakeup: asyncio.Event | None = None
         self._ready = threading.Event()
         self._nudge_pending = False
+        self._prepare_failure_logged = False
         self.workers: list[DestinationWorker] = []
         self.destination_stats: list[DestinationStats] = []
 
@@ -77,8 +79,10 @@ class Router:
             with self._lock:
                 self._ingest_dropped += 1
             if receipt is not None:
+                # Fix: expect before resolving; the other order left pending at -1, so the
+                # receipt never settled and ``await`` waited out its whole timeout.
+                receipt._expect(1)
                 receipt._resolve(DROPPED)
-                receipt._expect(0)
             return False
         ingest.append((event, captured_at, receipt))
         if self._idle and (self._immediate or len(ingest) >= self._wake_at):
@@ -204,15 +208,32 @@ class Router:
                 break
             event, captured_at, receipt = popleft()
             count += 1
-            finalize_event(event, captured_at)
-            if preprocess is not None:
-                event = preprocess(event)
+            try:
+                finalize_event(event, captured_at)
+                if preprocess is not None:
+                    event = preprocess(event)
+            except Exception:
+                # Fix: an exception here used to stop the router thread for good (every later
+                # event silently lost). Count it, log it, settle the receipt, carry on.
+                self._prepare_failed(receipt)
+                continue
             expected = 0
             for worker in workers:
                 expected += worker.offer(event, receipt, loop_time)
             if receipt is not None:
                 receipt._expect(expected)
         self.stats.captured += count
+
+    def _prepare_failed(self, receipt: Receipt | None) -> None:
+        self.stats.extraction_failed(PREPARE_FAILED)
+        if receipt is not None:
+            receipt._expect(1)
+            receipt._resolve(DROPPED)
+        if not self._prepare_failure_logged:
+            self._prepare_failure_logged = True
+            logger.exception(
+                "event dropped: finalize/preprocess failed", extra={"component": "router"}
+            )
 
     def _account_ingest_drops(self) -> None:
         with self._lock:

@@ -100,7 +100,10 @@ class Spool:
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     rows,
                 )
-        except sqlite3.Error as exc:  # disk full, read-only file system, corrupt file
+        # Fix: OSError too. An unwritable directory fails in mkdir() before SQLite is reached;
+        # uncaught, it killed the lane task (its events stuck in flight) and made shutdown()
+        # raise into the host application.
+        except (sqlite3.Error, OSError) as exc:  # disk full, read-only, corrupt file
             raise SpoolFullError(f"spool {self.path}: {exc}") from exc
 
     def claim(self, limit: int, include_manual: bool = False) -> list[SpooledEvent]:
