@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import httpx
 from flask import Flask, Response, g, jsonify, request, stream_with_context
+
 from scr_middleware.flask import SessionCompletion
 
 API_KEYS = {"sk-alice": "user_alice", "sk-bob": "user_bob", "sk-carol": "user_carol"}
