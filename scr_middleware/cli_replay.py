@@ -9,6 +9,9 @@ is up: rows are leased, so two processes never send the same row at once.
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
+import time
+from contextlib import closing
 from pathlib import Path
 from typing import TextIO
 
@@ -28,6 +31,15 @@ def _spool_summary(path: Path) -> dict[str, int]:
         return spool.summary()
     finally:
         spool.close()
+
+
+def _leased(path: Path) -> int:
+    """Rows some process is replaying right now (their lease has not expired)."""
+    if not path.is_file():
+        return 0
+    with closing(sqlite3.connect(path, timeout=10.0)) as db:
+        query = "SELECT COUNT(*) FROM spool WHERE lease_until > ?"
+        return int(db.execute(query, (time.time(),)).fetchone()[0])
 
 
 def _describe(summary: dict[str, int]) -> str:
@@ -72,19 +84,28 @@ def replay(
         return 0
 
     runtime = SessionCompletionRuntime(config=config)
+    deadline = time.monotonic() + timeout
     try:
-        requeued = runtime.replay(include_manual=include_rejected, timeout=timeout)
-        runtime.flush(timeout)
-        delivered = {stats.name: stats.delivered for stats in runtime.router.destination_stats}
+        runtime.replay(include_manual=include_rejected, timeout=timeout)
+        # The router also starts an automatic replay when it finds a backlog; wait until no
+        # row is leased (being replayed) and nothing is in memory, so the counts are final.
+        while True:
+            flushed = runtime.flush(max(0.1, deadline - time.monotonic()))
+            busy = any(_leased(path) for path in paths.values())
+            if (flushed and not busy) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        stats = {item.name: item for item in runtime.router.destination_stats}
     finally:
         runtime.shutdown()
     left = 0
     for name in names:
         after = _spool_summary(paths[name])
         left += eligible(after)
+        replayed = stats[name].replayed_total if name in stats else 0
+        delivered = stats[name].delivered if name in stats else 0
         line = (
-            f"{name}: replayed {requeued.get(name, 0)}, delivered {delivered.get(name, 0)},"
-            f" left in spool {_describe(after)}"
+            f"{name}: replayed {replayed}, delivered {delivered}, left in spool {_describe(after)}"
         )
         held = sum(after.values()) - eligible(after)
         if held:

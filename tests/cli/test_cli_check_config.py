@@ -7,66 +7,11 @@ from pathlib import Path
 import pytest
 from cli_helpers import run_scr
 
-SEED_CONFIG = """\
-# scr-config.yaml
-session_completion_runtime:
-  capture:
-    enabled: true
-    batch_size: 100
-    flush_interval_ms: 1000
-    buffer_max_size: 10000
-  
-  destinations:
-    - name: billing
-      endpoint: https://billing.internal/api/v1/events
-      transform: billing_v1
-      retry_attempts: 3
-      timeout_ms: 500
-      
-    - name: analytics
-      endpoint: https://analytics.internal/ingest
-      transform: analytics_v2
-      retry_attempts: 2
-      timeout_ms: 200
-      sampling_rate: 1.0  # 100% of events
-      
-    - name: audit
-      endpoint: https://compliance.internal/audit
-      transform: audit_v1
-      retry_attempts: 5
-      timeout_ms: 1000
-      retention_days: 2555  # 7 years
-  
-  monitoring:
-    metrics_port: 9090
-    health_check_port: 8080
-    log_level: info
-"""
-
-HIGH_THROUGHPUT = """\
-# High-throughput configuration
-session_completion_runtime:
-  capture:
-    batch_size: 1000
-    flush_interval_ms: 100
-    buffer_max_size: 100000
-  
-  scaling:
-    replicas: 10
-    partitioning_key: user_id  # Distribute by user
-"""
-
-LOW_LATENCY = """\
-# Low-latency configuration
-session_completion_runtime:
-  capture:
-    batch_size: 1  # No batching
-    flush_interval_ms: 0  # Immediate flush
-  
-  optimization:
-    async_mode: true  # Don't block on routing
-    compression: false  # Skip compression overhead
-"""
+HERE = Path(__file__).parent
+# The guide's three YAML blocks, byte for byte (whitespace-only lines included).
+SEED_CONFIG = (HERE / "seed_scr-config.yaml").read_text()
+HIGH_THROUGHPUT = (HERE / "seed_high-throughput.yaml").read_text()
+LOW_LATENCY = (HERE / "seed_low-latency.yaml").read_text()
 
 
 def _write(tmp_path: Path, text: str, name: str = "scr-config.yaml") -> str:
