@@ -13,6 +13,7 @@ ROOT_URLCONF = "scr_django_site.urls"
 INSTALLED_APPS = ["scr_middleware.django"]
 DATABASES: dict[str, object] = {}
 USE_TZ = True
+DATA_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024  # LLM prompts can be larger than Django's 2.5 MB
 SCR_MIDDLEWARE = "scr_middleware.django.SessionCompletionMiddleware"
 MIDDLEWARE = [SCR_MIDDLEWARE, "scr_django_site.auth.token_auth"]
 if os.environ.get("SCR_TEST_MIDDLEWARE") == "0":
