@@ -30,9 +30,9 @@ from .wsgi import (
     ENVIRON_OBSERVED,
     ENVIRON_ROUTE,
     ENVIRON_USER_ID,
-    ConfigSource,
     SessionCompletionMiddleware,
 )
+from .wsgi.binding import ConfigSource
 
 if TYPE_CHECKING:
     from flask import Flask, Response

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import sys
+from collections.abc import Iterator
 from typing import Any
 from wsgiref.util import FileWrapper
 
@@ -292,3 +294,89 @@ def test_config_is_validated_at_construction() -> None:
         SessionCompletionMiddleware(
             app_returning([]), config={"middleware": {"include_routes": ["re:("]}}
         )
+
+
+class NoReadinto:
+    """An input stream with read() only (like some servers'), to check readinto() on top."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._data.read(size)
+
+
+@pytest.mark.parametrize("stream_type", [io.BytesIO, NoReadinto])
+def test_readinto_is_teed_too(captured: Any, stream_type: Any) -> None:
+    cap = captured({"user_id_sources": ["body:user"]})
+    raw = json.dumps({**REQUEST, "user": "via-readinto"}).encode()
+    seen = bytearray()
+
+    def app(env: dict[str, Any], start_response: Any) -> Any:
+        buffer = bytearray(16)
+        while count := env["wsgi.input"].readinto(buffer):
+            seen.extend(buffer[:count])
+        start_response("200 OK", list(JSON_HEADERS))
+        return [fake.completion(REQUEST, "readinto")]
+
+    env = environ(body=raw)
+    env["wsgi.input"] = stream_type(raw)
+    list(SessionCompletionMiddleware(app, runtime=cap.runtime)(env, Recorder()))
+    assert bytes(seen) == raw
+    assert cap.events(1)[0]["user_id"] == "via-readinto"
+
+
+class BrokenInput:
+    """A client that sends part of its body and goes away."""
+
+    def __init__(self, head: bytes) -> None:
+        self._head = head
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            head, self._head = self._head, b""
+            return head
+        raise ConnectionResetError("client went away")
+
+
+@pytest.mark.parametrize("ensure", [False, True])
+def test_client_leaving_mid_upload_is_cancelled(captured: Any, ensure: bool) -> None:
+    cap = captured({"ensure_stream_usage": ensure})
+    raw = json.dumps({**REQUEST, "stream": True}).encode()
+    seen: list[bytes] = []
+
+    def app(env: dict[str, Any], start_response: Any) -> Any:
+        while True:
+            seen.append(env["wsgi.input"].read(8))  # raises once the client is gone
+
+    env = environ(body=raw)
+    env["wsgi.input"] = BrokenInput(raw[:10])
+    with pytest.raises(ConnectionResetError):
+        SessionCompletionMiddleware(app, runtime=cap.runtime)(env, Recorder())
+    assert b"".join(seen) == raw[:10]  # the app got what arrived, then the failure
+    (event,) = cap.events(1)
+    assert event["outcome"]["status"] == "cancelled"
+
+
+def test_start_response_on_first_iteration_and_exc_info(captured: Any) -> None:
+    """A generator app starts the response lazily, then replaces it with an error page."""
+    cap = captured()
+    payload = fake.completion(REQUEST, "lazy")
+
+    def app(env: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", list(JSON_HEADERS))
+        try:
+            raise LookupError("late failure")
+        except LookupError:
+            start_response("502 Bad Gateway", list(JSON_HEADERS), sys.exc_info())
+        yield payload
+
+    recorder = Recorder()
+    result = SessionCompletionMiddleware(app, runtime=cap.runtime)(environ(), recorder)
+    assert recorder.calls == []  # nothing started before the server iterates
+    assert list(result) == [payload]
+    assert [call[0] for call in recorder.calls] == ["200 OK", "502 Bad Gateway"]
+    assert recorder.calls[1][2][0] is LookupError
+    (event,) = cap.events(1)
+    assert event["outcome"]["http_status"] == 502
+    assert event["outcome"]["status"] == "error"

@@ -1,0 +1,72 @@
+"""Adapter plumbing shared by the WSGI, Flask and Django adapters: settings compiled once per
+process, and the runtime events go to."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from scr_middleware.extract import failsafe
+from scr_middleware.extract.observer import Observer
+from scr_middleware.extract.request import RequestInfo
+from scr_middleware.extract.routes import RouteMatch
+from scr_middleware.extract.settings import ObserverSettings
+
+if TYPE_CHECKING:
+    from scr_middleware.runtime import SessionCompletionRuntime
+
+__all__ = ["Binding", "ConfigSource", "SharedRuntime"]
+
+# A YAML path, a dict with the YAML's structure (Django ``SCR``, Flask ``app.config["SCR"]``),
+# or None (``SCR_CONFIG_FILE``, then defaults).
+ConfigSource = str | os.PathLike[str] | MutableMapping[str, Any] | None
+
+
+class SharedRuntime:
+    """The process-wide runtime, looked up per use: ``configure()`` may replace it."""
+
+    __slots__ = ()
+
+    @property
+    def stats(self) -> Any:
+        from scr_middleware.runtime import get_runtime
+
+        return get_runtime().stats
+
+    def capture(self, event: dict[str, Any]) -> object:
+        from scr_middleware.runtime import get_runtime
+
+        return get_runtime().capture(event)
+
+
+class Binding:
+    """``config`` supplies the ``middleware:`` settings and, if the shared runtime does not
+    exist yet, configures it; ``runtime`` sends events to that runtime instead of the shared
+    one. Bad settings raise ``ConfigError`` here, at start-up, never on a request."""
+
+    __slots__ = ("capture", "settings", "stats")
+
+    def __init__(
+        self, config: ConfigSource = None, runtime: SessionCompletionRuntime | None = None
+    ) -> None:
+        from scr_middleware.config import load_config
+        from scr_middleware.runtime import ensure_runtime, get_runtime
+
+        if config is not None:
+            cfg = load_config(config)
+        else:
+            cfg = runtime.config if runtime is not None else get_runtime().config
+        # Settings first: a bad middleware block must not leave a configured shared runtime.
+        self.settings = ObserverSettings.from_config(cfg.middleware)
+        sink: Any = runtime
+        if runtime is None:
+            if config is not None:
+                ensure_runtime(cfg)
+            sink = SharedRuntime()
+        self.capture: Callable[[dict[str, Any]], object] = sink.capture
+        self.stats = failsafe.StatsOf(sink)
+
+    def observer(self, request: RequestInfo, match: RouteMatch) -> Observer:
+        """A new observer for one request (never shared)."""
+        return Observer(self.settings, request, self.capture, stats=self.stats, match=match)

@@ -1,0 +1,126 @@
+"""``wsgi.input`` for observed requests: copied to the observer as the app reads it (never
+read ahead), or, for ``ensure_stream_usage``, read whole first so that it can be rewritten."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
+
+from scr_middleware.extract.observer import Observer
+
+__all__ = ["TeeInput", "read_ahead"]
+
+
+class TeeInput:
+    """Every read method copies what it returns to the observer; ``on_error`` is called when
+    the underlying stream fails (the client went away mid-upload)."""
+
+    __slots__ = ("_observer", "_on_error", "_stream")
+
+    def __init__(self, stream: Any, observer: Observer, on_error: Callable[[], None]) -> None:
+        self._stream = stream
+        self._observer = observer
+        self._on_error = on_error
+
+    def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self._stream, method)(*args)
+        except BaseException:
+            self._on_error()
+            raise
+
+    def read(self, *args: Any) -> bytes:
+        data: bytes = self._call("read", *args)
+        self._observer.on_request_body(data)
+        return data
+
+    def readline(self, *args: Any) -> bytes:
+        data: bytes = self._call("readline", *args)
+        self._observer.on_request_body(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int | None:
+        # Werkzeug's LimitedStream prefers readinto(); without one underneath, read() serves.
+        if not hasattr(self._stream, "readinto"):
+            data = self.read(len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
+        count: int | None = self._call("readinto", buffer)
+        if count:
+            self._observer.on_request_body(bytes(memoryview(buffer)[:count]))
+        return count
+
+    def read1(self, *args: Any) -> bytes:
+        return self.read(*args)
+
+    def readinto1(self, buffer: Any) -> int | None:
+        return self.readinto(buffer)
+
+    def readlines(self, *args: Any) -> list[bytes]:
+        lines: list[bytes] = self._call("readlines", *args)
+        for line in lines:
+            self._observer.on_request_body(line)
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _Prefixed(io.RawIOBase):
+    """Bytes already read, then the rest of the original stream."""
+
+    def __init__(self, head: bytes, stream: Any) -> None:
+        super().__init__()
+        self._head = io.BytesIO(head)
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        count = self._head.readinto(view)
+        if count:
+            return count
+        data = self._stream.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+def read_ahead(environ: MutableMapping[str, Any], observer: Observer, limit: int) -> bool | None:
+    """Read a body of known size up to ``limit`` before the app, and put it (rewritten when
+    the observer asks) back as ``wsgi.input``, fixing ``CONTENT_LENGTH``. Returns False when
+    the input was left alone, True when replaced, None when the client failed mid-body (the
+    app then gets what arrived, followed by the stream's own failure)."""
+    stream = environ.get("wsgi.input")
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return False
+    if stream is None or not 0 < length <= limit:
+        return False
+    parts: list[bytes] = []
+    got = 0
+    try:
+        while got < length:
+            data = stream.read(length - got)
+            if not data:
+                break
+            parts.append(data)
+            got += len(data)
+    except Exception:
+        environ["wsgi.input"] = _Prefixed(b"".join(parts), stream)
+        return None
+    body = b"".join(parts)
+    observer.on_request_body(body)
+    new_body = observer.request_body_rewrite() if got == length else None
+    if new_body is not None:
+        body = new_body
+        environ["CONTENT_LENGTH"] = str(len(new_body))
+    environ["wsgi.input"] = io.BytesIO(body)
+    return True
