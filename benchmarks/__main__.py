@@ -84,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     results: list[BenchResult] = []
     failed: list[str] = []
+    load_at_start = machine_note()["load_average_1m"]
     started = time.perf_counter()
     for name in args.names:
         print(f"[benchmarks] {name} ({args.scale.name}) ...", file=sys.stderr, flush=True)
@@ -100,8 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(result)
     machine = machine_note()
     machine["wall_seconds"] = round(time.perf_counter() - started, 1)
+    machine["load_average_1m"] = f"{load_at_start} at start, {machine['load_average_1m']} at end"
     print(console_table(results))
-    print(f"\n{machine}")
+    print("\n" + "; ".join(f"{key}: {value}" for key, value in machine.items()))
     if args.json is not None:
         args.json.write_text(to_json(results, machine), encoding="utf-8")
     if args.markdown is not None:

@@ -192,6 +192,7 @@ def machine_note() -> dict[str, Any]:
         "platform": platform.platform(terse=True),
         "cpu": cpu,
         "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),  # how busy the shared machine was
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
     }
 
