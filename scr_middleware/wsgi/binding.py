@@ -3,6 +3,7 @@ process, and the runtime events go to."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -58,12 +59,17 @@ class Binding:
         else:
             cfg = runtime.config if runtime is not None else get_runtime().config
         # Settings first: a bad middleware block must not leave a configured shared runtime.
-        self.settings = ObserverSettings.from_config(cfg.middleware)
+        settings = ObserverSettings.from_config(cfg.middleware)
         sink: Any = runtime
         if runtime is None:
-            if config is not None:
-                ensure_runtime(cfg)
+            shared = ensure_runtime(cfg) if config is not None else get_runtime()
+            enabled = shared.enabled
             sink = SharedRuntime()
+        else:
+            enabled = runtime.enabled
+        if not enabled:  # SCR_ENABLED=false: every request passes straight through
+            settings = dataclasses.replace(settings, enabled=False)
+        self.settings = settings
         self.capture: Callable[[dict[str, Any]], object] = sink.capture
         self.stats = failsafe.StatsOf(sink)
 

@@ -22,7 +22,7 @@ from wsgi_kit import (
     environ,
 )
 
-from scr_middleware import ConfigError, scr_exempt, scr_route
+from scr_middleware import ConfigError, SessionCompletionRuntime, scr_exempt, scr_route
 from scr_middleware.wsgi import (
     ENVIRON_ENDPOINT,
     ENVIRON_EXCEPTION,
@@ -380,3 +380,20 @@ def test_start_response_on_first_iteration_and_exc_info(captured: Any) -> None:
     (event,) = cap.events(1)
     assert event["outcome"]["http_status"] == 502
     assert event["outcome"]["status"] == "error"
+
+
+def test_capture_disabled_passes_everything_through(tmp_path: Any) -> None:
+    """SCR_ENABLED=false (capture.enabled: false): not even an observer is created."""
+    runtime = SessionCompletionRuntime(
+        config={"capture": {"enabled": False}, "storage": {"data_dir": str(tmp_path)}}
+    )
+    try:
+        body = Body([fake.completion(REQUEST)])
+        env = environ()
+        stream = env["wsgi.input"]
+        app = SessionCompletionMiddleware(app_returning(body), runtime=runtime)
+        assert app(env, Recorder()) is body
+        assert env["wsgi.input"] is stream
+        assert runtime.stats.disabled == 0  # capture() was never called
+    finally:
+        runtime.shutdown(5.0)
