@@ -89,6 +89,7 @@ class SessionCompletionCallback(BaseCallbackHandler):
         self._created = time.time()
         self._started: float | None = None
         self._open_roots: set[UUID] = set()
+        self._seen: set[UUID] = set()
         self._root_kind: str | None = None
         self._start_models: dict[UUID, str] = {}
         self._usage: dict[str, int] = {}
@@ -107,12 +108,30 @@ class SessionCompletionCallback(BaseCallbackHandler):
 
     # --- run tracking ------------------------------------------------------------------------
     def _run_started(self, kind: str, run_id: UUID, parent_run_id: UUID | None) -> None:
+        """Track the outermost runs: no parent, or a parent this handler never saw (it was
+        put in the config of a run nested in another)."""
+        warn = False
         with self._lock:
             if self._started is None:
                 self._started = time.time()
-            if parent_run_id is None:
-                self._open_roots.add(run_id)
-                self._root_kind = self._root_kind or kind
+            self._seen.add(run_id)
+            if parent_run_id is None or parent_run_id not in self._seen:
+                if kind in ("chat", "completion") and parent_run_id is not None:
+                    # A model's own (constructor) callbacks: the handler sees its calls but
+                    # not the run they belong to, so no end of session will come.
+                    warn = self.auto_capture
+                else:
+                    self._open_roots.add(run_id)
+                    self._root_kind = self._root_kind or kind
+        if warn:
+            log_once(
+                logger,
+                "langchain:local-llm-callback",
+                logging.WARNING,
+                "SessionCompletionCallback sees LLM calls but not their run: pass it in the"
+                " run's config (callbacks=[...] at invoke) or call complete() at the end",
+                session_id=self.session_id,
+            )
 
     def _run_ended(self, run_id: UUID, outcome: dict[str, Any] | None = None) -> None:
         """A run ended; capture when it was the last open top-level run."""

@@ -6,13 +6,15 @@ import asyncio
 from typing import Any
 
 import pytest
+from langchain_core.callbacks import CallbackManager
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.runnables import RunnableLambda, RunnableParallel
+from langchain_core.runnables import RunnableConfig, RunnableLambda, RunnableParallel
 from lc_fakes import Captured, ScriptedChatModel, lookup, run_mini_agent
 
 from scr_middleware.langchain import SessionCompletionCallback
+from scr_middleware.observability.logs import reset_log_once
 
 TABLE = {"q1": (11, 7), "q2": (23, 5), "q3": (101, 40), "q4": (3, 2)}
 
@@ -211,3 +213,40 @@ def test_several_models_name_the_biggest_and_keep_the_split(captured: Captured) 
         "mini": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2},
         "large": {"input_tokens": 50, "output_tokens": 50, "total_tokens": 100},
     }
+
+
+def test_handler_added_to_a_run_nested_in_another(captured: Captured) -> None:
+    llm = ScriptedChatModel(table=TABLE)
+    handler = SessionCompletionCallback("sess-nested", runtime=captured.runtime)
+    inner = llm | StrOutputParser()
+
+    def step(question: str, config: RunnableConfig) -> str:
+        # The outer chain runs without the handler; only this inner run gets it, so its
+        # parent is a run the handler never saw.
+        manager = config["callbacks"]
+        assert isinstance(manager, CallbackManager)
+        manager.add_handler(handler, inherit=True)
+        return str(inner.invoke(question, config={**config, "callbacks": manager}))
+
+    (RunnableLambda(lambda q: q) | RunnableLambda(step)).invoke("q3")
+
+    event = _single(captured)
+    assert event["usage"]["total_tokens"] == 141
+    assert event["outcome"]["final_output"] == "answer to q3"
+
+
+def test_model_constructor_callbacks_need_complete(
+    captured: Captured, caplog: pytest.LogCaptureFixture
+) -> None:
+    reset_log_once("langchain:local-llm-callback")
+    handler = SessionCompletionCallback("sess-local", runtime=captured.runtime)
+    llm = ScriptedChatModel(table=TABLE, callbacks=[handler])
+    chain = RunnableLambda(lambda q: q) | llm | StrOutputParser()
+    with caplog.at_level("WARNING", logger="scr_middleware"):
+        chain.invoke("q1")
+        chain.invoke("q4")
+    assert not handler.captured  # the handler never sees the session's run end
+    assert "pass it in the run's config" in caplog.text
+    handler.complete()
+
+    assert _single(captured)["usage"]["total_tokens"] == 23
