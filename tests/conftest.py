@@ -29,7 +29,7 @@ def _raise_internal_errors() -> None:
     except ImportError:
         return
     if hasattr(failsafe, "RAISE_INTERNAL_ERRORS"):
-        failsafe.RAISE_INTERNAL_ERRORS = True
+        setattr(failsafe, "RAISE_INTERNAL_ERRORS", True)  # noqa: B010 - optional attribute
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -55,7 +55,7 @@ def _scr_isolation(
         try:
             shared_after.shutdown(5.0)
         finally:
-            runtime_mod._set_shared(shared_before)
+            runtime_mod._shared = shared_before
     logger.handlers[:] = saved_logging[0]
     logger.setLevel(saved_logging[1])
     logger.propagate = saved_logging[2]

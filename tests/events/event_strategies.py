@@ -64,7 +64,7 @@ def _expected_usage(
 
 
 @st.composite
-def usage_shapes(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def usage_shapes(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     """(top-level fields to merge into the raw event, expected canonical usage)."""
     shape = draw(
         st.sampled_from(
@@ -90,7 +90,7 @@ def usage_shapes(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any] | None
         }
         if model is not None:
             flat["model"] = model
-        return flat, _expected_usage(*value, model, details)
+        return flat, _expected_usage(value[0], value[1], value[2], model, details)
     names = {
         "canonical": ("input_tokens", "output_tokens"),
         "openai_chat": ("prompt_tokens", "completion_tokens"),
@@ -116,9 +116,10 @@ def usage_shapes(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any] | None
             for k, v in (("reasoning_tokens", reasoning), ("audio_tokens", audio_out))
             if v is not None
         }
-        if inbound or draw(st.booleans()):
+        keep_empty_in, keep_empty_out = draw(st.booleans()), draw(st.booleans())
+        if inbound or keep_empty_in:
             usage[f"{prefix[0]}_tokens_details"] = inbound
-        if outbound or draw(st.booleans()):
+        if outbound or keep_empty_out:
             usage[f"{prefix[1]}_tokens_details"] = outbound
         for target, item in (
             ("cached_input_tokens", cached),
@@ -139,10 +140,10 @@ def usage_shapes(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any] | None
     if shape == "canonical" and draw(st.booleans()):
         source = draw(st.sampled_from(["reported", "estimated", "missing"]))
         usage["source"] = source
-        expected = _expected_usage(*value, model, details)
+        expected = _expected_usage(value[0], value[1], value[2], model, details)
         expected["source"] = source
         return {"usage": usage}, expected
-    return {"usage": usage}, _expected_usage(*value, model, details)
+    return {"usage": usage}, _expected_usage(value[0], value[1], value[2], model, details)
 
 
 outcomes = st.one_of(

@@ -14,14 +14,22 @@ from scr_middleware import SessionCompletionRuntime
 
 @pytest.fixture
 def sink() -> Iterator[TimedSink]:
-    with TimedSink() as server:
+    server = TimedSink()
+    server.start()
+    try:
         yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
 def healthy_sink() -> Iterator[TimedSink]:
-    with TimedSink() as server:
+    server = TimedSink()
+    server.start()
+    try:
         yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import asyncio
 import gzip
 import re
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]  # no stubs in the dev extras
 import pytest
 from runtime_kit import (
     MakeRuntime,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-import psutil
+import psutil  # type: ignore[import-untyped]  # no stubs in the dev extras
 import pytest
 from runtime_kit import MakeRuntime, assert_accounted, http, snapshot, spool_rows, wait_until
 from support.sink import closed_port
