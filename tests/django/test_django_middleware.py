@@ -222,6 +222,23 @@ def test_view_exception_becomes_an_error_event(shared: Any) -> None:
     assert event["outcome"] == {"status": "error", "error_type": "RuntimeError", "http_status": 500}
 
 
+def test_async_view_exception_becomes_an_error_event(shared: Any) -> None:
+    cap = shared()
+
+    async def call() -> int:
+        response = await AsyncClient(raise_request_exception=False).post(
+            "/v1/async/chat/completions",
+            REQUEST,
+            content_type="application/json",
+            headers={"X-Scenario": "boom"},
+        )
+        return response.status_code  # type: ignore[no-any-return]
+
+    assert asyncio.run(call()) == 500
+    (event,) = cap.events(1)
+    assert event["outcome"] == {"status": "error", "error_type": "RuntimeError", "http_status": 500}
+
+
 def test_exception_leaving_get_response_is_reraised(shared: Any) -> None:
     cap = shared()
     error = RuntimeError("propagated")

@@ -182,3 +182,19 @@ def test_bad_settings_fail_at_init(config: dict[str, Any], match: str) -> None:
         SessionCompletion(app)
     assert app.wsgi_app == wsgi_app
     assert EXTENSION_KEY not in app.extensions
+
+
+def test_works_with_the_shipped_capture_events_helper() -> None:
+    """What docs/flask.md shows: the extension feeds the shared runtime, which the helper swaps
+    for an in-memory one for the duration of the block."""
+    from scr_middleware.testing import capture_events
+
+    with capture_events() as events:
+        app = create_app(with_extension=True)
+        response = app.test_client().post(
+            CHAT, json=REQUEST, headers={"Authorization": "Bearer user-3", "X-Test-Id": "helper"}
+        )
+        assert response.data == fake.completion(REQUEST, "helper")
+        events.assert_captured(
+            count=1, session_id="chatcmpl-helper", user_id="3", usage={"total_tokens": 9}
+        )
