@@ -218,10 +218,11 @@ class DestinationWorker:
             lane.nudged = False
             take = min(settings.batch_size, len(lane.pending))
             lane.sending = [lane.pending.popleft() for _ in range(take)]
-            try:
-                await self._deliver(lane.sending)
-            finally:
-                lane.sending = []
+            await self._deliver(lane.sending)
+            # Fix: not in a ``finally``. When close() cancels this task at the shutdown
+            # deadline, the batch must stay in ``sending`` so close() spools it; clearing it
+            # on cancellation lost the batch (and left it counted in flight forever).
+            lane.sending = []
 
     async def _deliver(self, batch: list[Item]) -> None:
         stats = self.stats

@@ -202,3 +202,23 @@ def test_down_destination_recovers_and_the_spool_is_replayed_automatically(
     assert stats["replayed_total"] >= 2 * N
     assert_healthy_unaffected(runtime, healthy_sink)
     assert_accounted(runtime)
+
+
+@pytest.mark.slow
+def test_shutdown_spools_a_batch_still_hanging_at_its_deadline(
+    sink: TimedSink, healthy_sink: TimedSink, make_runtime: MakeRuntime
+) -> None:
+    """Graceful stop: whatever is not delivered by the deadline is on disk, none lost."""
+    sink.hang_next(60.0)
+    runtime = make_runtime(
+        [http("billing", sink, batch_size=5, timeout_ms=30_000), healthy(healthy_sink)]
+    )
+    capture_all(runtime, 5)
+    sink.wait_for_requests(1)  # the batch is on the wire, and hangs
+    assert_healthy_unaffected(runtime, healthy_sink, 5)
+    runtime.shutdown(1.0)
+    stats = snapshot(runtime, "billing")
+    assert stats["in_flight"] == 0
+    assert stats["dead_lettered_total"] == 5
+    assert spool_rows(runtime, "billing") == {"shutdown": 5}
+    assert_accounted(runtime)
