@@ -1,4 +1,7 @@
-"""``scr demo``: push a realistic mix of sessions through the SDK and show what arrived.
+"""``scr demo``: real gateway traffic and a realistic mix of SDK sessions, and what arrived.
+
+First the FastAPI example gateway, with its one-line middleware, is served by uvicorn in front
+of a fake upstream and driven by the official ``openai`` client (``demo_gateway.py``).
 
 The mix covers every shape from the integration guide: the API gateway's event, the chat web
 app's (``user_terminated``, no usage), the LangChain agent's (``autonomous`` with
@@ -22,11 +25,12 @@ from typing import Any, TextIO
 from .cli_check import describe_endpoint
 from .config import load_config
 from .config_model import Config
+from .demo_gateway import drive_gateway, gateway_available
 from .destinations.registry import endpoint_scheme
 from .destinations.sqlite import read_ledger, sqlite_path
 from .realtime import capture_realtime_session_completion
 from .router.receipt import Receipt
-from .runtime import ConfigSource, SessionCompletionRuntime
+from .runtime import ConfigSource, SessionCompletionRuntime, configure
 
 __all__ = ["DEMO_DATA_DIR", "run_demo"]
 
@@ -130,13 +134,14 @@ def _with_demo_data_dir(config: ConfigSource) -> tuple[ConfigSource, dict[str, A
     return config, {"data_dir": data_dir}
 
 
-def _table(rows: Iterable[tuple[str, ...]]) -> list[str]:
+def _table(rows: Iterable[tuple[str, ...]], left: int = 2) -> list[str]:
+    """Columns before ``left`` are names (left-aligned), the rest numbers."""
     rows = list(rows)
     widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
     lines = []
     for index, row in enumerate(rows):
         cells = [
-            cell.ljust(widths[col]) if col < 2 else cell.rjust(widths[col])
+            cell.ljust(widths[col]) if col < left else cell.rjust(widths[col])
             for col, cell in enumerate(row)
         ]
         lines.append("  " + "  ".join(cells).rstrip())
@@ -166,20 +171,78 @@ def _ledger_report(path: Path, event_ids: set[str]) -> list[str]:
     return lines
 
 
+def _event_lines(rows: list[dict[str, Any]]) -> list[str]:
+    header = ("session_id", "type", "user", "org", "model", "in", "out", "total", "usage", "status")
+    body = []
+    for row in rows:
+        payload = row["payload"]
+        usage = payload.get("usage") or {}
+        body.append(
+            (
+                str(row["session_id"])[:28],
+                str(payload.get("session_type") or ""),
+                str(row["user_id"] or "-"),
+                str(row["organization_id"] or "-"),
+                str(row["model"] or "-"),
+                *(
+                    "-" if row[k] is None else str(row[k])
+                    for k in ("input_tokens", "output_tokens", "total_tokens")
+                ),
+                str(usage.get("source") or ""),
+                str(row["status"] or ""),
+            )
+        )
+    return _table([header, *body], left=5) if body else []
+
+
+def _say(out: TextIO, line: str) -> None:
+    out.write(line + "\n")
+
+
+def _gateway_part(scr: SessionCompletionRuntime, out: TextIO) -> set[str]:
+    """Drive the FastAPI gateway; returns the ids of the events it produced."""
+    missing = gateway_available()
+    if missing is not None:
+        out.write(f"skipping the gateway part: {missing}\n")
+        return set()
+    started = time.time()
+    sent = drive_gateway(lambda line: _say(out, line))
+    scr.flush(30.0)
+    ledger = _ledger_path(scr)
+    if ledger is None:
+        out.write(f"gateway: {sent} requests sent\n")
+        return set()
+    rows = [row for row in read_ledger(ledger) if (row["received_at"] or 0) >= started - 1]
+    rows = [row for row in rows if (row["payload"].get("request") or {}).get("path")]
+    out.write(f"gateway: {sent} requests through the middleware -> {len(rows)} events\n")
+    out.write("\n".join(_event_lines(rows)) + "\n\n")
+    return {row["event_id"] for row in rows}
+
+
+def _ledger_path(scr: SessionCompletionRuntime) -> Path | None:
+    for destination in scr.destinations:
+        if endpoint_scheme(destination.endpoint) == "sqlite":
+            return sqlite_path(destination.endpoint)
+    return None
+
+
 def run_demo(events: int = 40, config: ConfigSource = None, *, out: TextIO | None = None) -> int:
-    """Capture ``events`` sessions, flush, print what arrived. 0 when every event arrived."""
+    """Drive the FastAPI gateway with the openai client, then capture ``events`` sessions
+    through the SDK; flush and print what arrived. 0 when every event arrived."""
     out = out if out is not None else sys.stdout
     source, overrides = _with_demo_data_dir(config)
-    scr = SessionCompletionRuntime(config=source, **overrides)
+    # The gateway's middleware feeds the shared runtime, so the demo configures that one.
+    scr = configure(source, middleware={"ensure_stream_usage": True}, **overrides)
     rng = random.Random(20251221)
     try:
+        gateway_ids = _gateway_part(scr, out)
         receipts = [MIX[i % len(MIX)](scr, i, rng) for i in range(events)]
         flushed = scr.flush(30.0)
         stats = scr.router.destination_stats
     finally:
         scr.shutdown()
     shapes = ", ".join(emit.__name__.lstrip("_") for emit in MIX)
-    out.write(f"captured {len(receipts)} sessions ({shapes})\n")
+    out.write(f"SDK: captured {len(receipts)} sessions directly ({shapes})\n")
     complete = flushed
     for item in stats:
         arrived = item.delivered + item.sampled_out
@@ -191,7 +254,7 @@ def run_demo(events: int = 40, config: ConfigSource = None, *, out: TextIO | Non
         if dropped:
             extra += f", {dropped} dropped"
         out.write(f"{item.name}: {item.delivered}/{item.captured} delivered{extra}\n")
-    event_ids = {receipt.event_id for receipt in receipts}
+    event_ids = {receipt.event_id for receipt in receipts} | gateway_ids
     for destination in scr.destinations:
         if endpoint_scheme(destination.endpoint) == "sqlite":
             path = sqlite_path(destination.endpoint)

@@ -1,4 +1,5 @@
-"""``scr demo``: every shape of the guide through the SDK into the embedded ledger."""
+"""``scr demo``: real gateway traffic through the middleware, then every shape of the guide
+through the SDK, into the embedded ledger."""
 
 from __future__ import annotations
 
@@ -10,19 +11,34 @@ from cli_helpers import run_scr
 from scr_middleware.demo import run_demo
 from scr_middleware.destinations.sqlite import ledger_totals, read_ledger
 
+GATEWAY_EVENTS = 16  # 3 callers x 5 calls, and one request for a missing model
+
 
 def test_demo_on_a_fresh_directory(tmp_path: Path) -> None:
     result = run_scr("demo", "--events", "16", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "captured 16 sessions" in result.stdout
-    assert "ledger: 16/16 delivered" in result.stdout
+    assert "captured 16 sessions directly" in result.stdout
+    assert f"{GATEWAY_EVENTS} requests through the middleware -> {GATEWAY_EVENTS} events" in (
+        result.stdout
+    )
+    assert f"ledger: {16 + GATEWAY_EVENTS}/{16 + GATEWAY_EVENTS} delivered" in result.stdout
     ledger = tmp_path / ".scr" / "ledger.sqlite3"
     rows = read_ledger(ledger)
-    assert len(rows) == 16
+    assert len(rows) == 16 + GATEWAY_EVENTS
     types = {row["payload"]["session_type"] for row in rows}
-    assert types == {None, "chat", "autonomous", "realtime"}
+    assert types == {None, "chat", "autonomous", "realtime", "embedding", "response"}
     statuses = {row["status"] for row in rows}
-    assert statuses == {"success", "user_terminated"}
+    assert statuses == {"success", "user_terminated", "error"}
+    gateway = [r for r in rows if (r["payload"].get("request") or {}).get("path")]
+    assert len(gateway) == GATEWAY_EVENTS
+    assert {r["user_id"] for r in gateway} == {"user_alice", "user_bob", "user_carol"}
+    # Every streamed chat completion, with or without include_usage, has exact usage.
+    chats = [
+        r for r in gateway if r["payload"]["session_type"] == "chat" and r["status"] == "success"
+    ]
+    assert len(chats) == 9
+    assert all(r["payload"]["usage"]["source"] == "reported" for r in chats)
+    assert all(r["total_tokens"] == r["input_tokens"] + r["output_tokens"] for r in chats)
     agent = next(r for r in rows if r["payload"]["session_type"] == "autonomous")
     assert "final_output" in agent["payload"]["outcome"]
     realtime = next(r for r in rows if r["payload"]["session_type"] == "realtime")
@@ -50,8 +66,9 @@ def test_demo_respects_scr_data_dir_and_reports_only_this_run(tmp_path: Path) ->
     second = run_scr("demo", "--events", "8", cwd=tmp_path, SCR_DATA_DIR=str(data))
     assert (first.returncode, second.returncode) == (0, 0), second.stderr
     assert not (tmp_path / ".scr").exists()
-    assert len(read_ledger(data / "ledger.sqlite3")) == 12
-    assert "8 of this run's 8 events" in second.stdout
+    assert len(read_ledger(data / "ledger.sqlite3")) == 12 + 2 * GATEWAY_EVENTS
+    total = 8 + GATEWAY_EVENTS
+    assert f"{total} of this run's {total} events" in second.stdout
 
 
 def test_run_demo_with_configured_destinations(tmp_path: Path) -> None:
@@ -65,7 +82,8 @@ def test_run_demo_with_configured_destinations(tmp_path: Path) -> None:
     out = io.StringIO()
     assert run_demo(8, config, out=out) == 0
     text = out.getvalue()
-    assert "billing: 8/8 delivered" in text
-    assert "events: 8/8 delivered" in text
-    assert f"ledger {tmp_path}/billing.db: 8 of this run's 8 events" in text
-    assert len((tmp_path / "events.jsonl").read_text().splitlines()) == 8
+    total = 8 + GATEWAY_EVENTS
+    assert f"billing: {total}/{total} delivered" in text
+    assert f"events: {total}/{total} delivered" in text
+    assert f"ledger {tmp_path}/billing.db: {total} of this run's {total} events" in text
+    assert len((tmp_path / "events.jsonl").read_text().splitlines()) == total
