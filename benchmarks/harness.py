@@ -154,6 +154,24 @@ def process_cpu_seconds() -> float:
     return times.user + times.system
 
 
+# --- the router under test ----------------------------------------------------------------------
+def router_settled(runtime: Any, max_in_flight: int) -> bool:
+    """True once ``runtime``'s router has emptied its ingest buffer and holds at most
+    ``max_in_flight`` events queued or in delivery. Benchmarks wait for this between rounds so
+    the router keeps working while the next round runs (its GIL share is part of the cost)
+    but never overflows a queue into the spool (which would benchmark the spool instead)."""
+    router = runtime.router
+    if router.ingest_size():
+        return False
+    return bool(sum(stats.in_flight for stats in router.destination_stats) <= max_in_flight)
+
+
+def wait_router(runtime: Any, max_in_flight: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not router_settled(runtime, max_in_flight) and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
 # --- environment --------------------------------------------------------------------------------
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment for child processes: no inherited ``SCR_*`` settings, unbuffered
