@@ -60,7 +60,7 @@ class SessionCompletion:
             # A second wrap would observe every request twice and emit two events.
             raise RuntimeError("scr_middleware.flask.SessionCompletion is already set up here")
         middleware = SessionCompletionMiddleware(
-            app.wsgi_app, config=config_source(app.config), runtime=self._runtime
+            app.wsgi_app, config=_config_source(app.config), runtime=self._runtime
         )
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.extensions[EXTENSION_KEY] = middleware
@@ -68,7 +68,7 @@ class SessionCompletion:
         app.teardown_request(_teardown_request)
 
 
-def config_source(config: Mapping[str, Any]) -> ConfigSource:
+def _config_source(config: Mapping[str, Any]) -> ConfigSource:
     """``SCR`` (a dict), else ``SCR_CONFIG_FILE`` (a path), else None: the env variable."""
     source = config.get("SCR")
     if source is not None:

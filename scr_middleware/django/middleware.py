@@ -71,6 +71,8 @@ class SessionCompletionMiddleware:
         except BaseException as exc:  # only with DEBUG_PROPAGATE_EXCEPTIONS and the like
             observer.finish(exception=exc)
             raise
+        if self._exempt(request):
+            return response
         self._resolve(request, observer, self._user_id(request))
         return self._observe(request, response, observer)
 
@@ -90,6 +92,8 @@ class SessionCompletionMiddleware:
             else:
                 observer.finish(exception=exc)
             raise
+        if self._exempt(request):
+            return response
         self._resolve(request, observer, await self._auser_id(request))
         return self._observe(request, response, observer)
 
@@ -153,6 +157,15 @@ class SessionCompletionMiddleware:
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.binding.stats)
 
+    def _exempt(self, request: HttpRequest) -> bool:
+        """``@scr_exempt`` on the resolved view: nothing observed, nothing emitted."""
+        try:
+            match = getattr(request, "resolver_match", None)
+            return match is not None and endpoint_options(match.func)[0]
+        except Exception as exc:
+            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.binding.stats)
+            return False
+
     def _user_id(self, request: HttpRequest) -> str | None:
         try:
             return _user_id(getattr(request, "user", None))  # may load it: fine off the loop
@@ -177,9 +190,6 @@ class SessionCompletionMiddleware:
         self, request: HttpRequest, response: HttpResponseBase, observer: Observer
     ) -> HttpResponseBase:
         try:
-            match = getattr(request, "resolver_match", None)
-            if match is not None and endpoint_options(match.func)[0]:
-                return response  # @scr_exempt: nothing observed, nothing emitted
             observer.on_response_start(response.status_code, list(response.items()))
             if not response.streaming:
                 content = getattr(response, "content", b"")
