@@ -8,16 +8,15 @@ middleware. Requests to other paths reach the app with the original ``receive``/
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
 
 from .extract import failsafe
+from .extract.binding import Binding
 from .extract.observer import Observer
 from .extract.request import RequestInfo, headers_from_asgi
 from .extract.routes import RouteMatch
-from .extract.settings import ObserverSettings
 
 if TYPE_CHECKING:
     from .runtime import SessionCompletionRuntime
@@ -35,28 +34,6 @@ SHUTDOWN_FLUSH_TIMEOUT_S: Final = 5.0
 
 class NoResponseSent(Exception):
     """Outcome marker: the app returned without starting a response (the server sends 500)."""
-
-
-class _SharedRuntime:
-    """The process-wide runtime, looked up per use: ``configure()`` may replace it."""
-
-    __slots__ = ()
-
-    @property
-    def stats(self) -> Any:
-        from .runtime import get_runtime
-
-        return get_runtime().stats
-
-    def capture(self, event: dict[str, Any]) -> object:
-        from .runtime import get_runtime
-
-        return get_runtime().capture(event)
-
-    def flush(self, timeout: float | None = None) -> bool:
-        from .runtime import get_runtime
-
-        return get_runtime().flush(timeout)
 
 
 def _user_id(scope: Scope) -> str | None:
@@ -99,24 +76,10 @@ class SessionCompletionMiddleware:
         config: str | os.PathLike[str] | MutableMapping[str, Any] | None = None,
         runtime: SessionCompletionRuntime | None = None,
     ) -> None:
-        from .config import load_config
-        from .runtime import ensure_runtime, get_runtime
-
         self.app = app
-        if runtime is not None:
-            cfg = load_config(config) if config is not None else runtime.config
-            enabled = runtime.enabled
-            self._runtime: Any = runtime
-        else:
-            shared = ensure_runtime(config) if config is not None else get_runtime()
-            cfg = load_config(config) if config is not None else shared.config
-            enabled = shared.enabled
-            self._runtime = _SharedRuntime()
-        settings = ObserverSettings.from_config(cfg.middleware)
-        if not enabled:  # SCR_ENABLED=false: every request passes straight through
-            settings = dataclasses.replace(settings, enabled=False)
-        self.settings = settings
-        self._stats = failsafe.StatsOf(self._runtime)
+        self._binding = Binding(config, runtime)
+        self.settings = self._binding.settings
+        self._stats = self._binding.stats
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -143,7 +106,7 @@ class SessionCompletionMiddleware:
     async def _flush(self) -> None:
         """Deliver what is buffered before the server stops, off the event loop."""
         try:
-            await asyncio.to_thread(self._runtime.flush, SHUTDOWN_FLUSH_TIMEOUT_S)
+            await asyncio.to_thread(self._binding.flush, SHUTDOWN_FLUSH_TIMEOUT_S)
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
 
@@ -154,9 +117,7 @@ class SessionCompletionMiddleware:
             headers=headers_from_asgi(scope.get("headers")),
             user_id=_user_id(scope),
         )
-        return Observer(
-            self.settings, request, self._runtime.capture, stats=self._stats, match=match
-        )
+        return self._binding.observer(request, match)
 
 
 class _Responder:

@@ -24,6 +24,7 @@ from flask import current_app, g, request
 
 from .errors import ConfigError
 from .extract import failsafe
+from .extract.binding import ConfigSource
 from .wsgi import (
     ENVIRON_ENDPOINT,
     ENVIRON_EXCEPTION,
@@ -32,7 +33,6 @@ from .wsgi import (
     ENVIRON_USER_ID,
     SessionCompletionMiddleware,
 )
-from .wsgi.binding import ConfigSource
 
 if TYPE_CHECKING:
     from flask import Flask, Response

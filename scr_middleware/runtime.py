@@ -192,8 +192,10 @@ class SessionCompletionRuntime:
         return monitoring.render()
 
     def _log_startup(self) -> None:
+        if self.config.endpoint or self.config.destinations:
+            return
         for destination in self.destinations:
-            if destination.endpoint.startswith("sqlite:///") and destination.name == "ledger":
+            if destination.endpoint.startswith("sqlite:///"):
                 logger.info(
                     "no destinations configured: events go to the embedded ledger at %s",
                     destination.endpoint.removeprefix("sqlite:///"),

@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 
 from scr_middleware.errors import ConfigError
-from scr_middleware.wsgi.binding import ConfigSource
+from scr_middleware.extract.binding import ConfigSource
 
 __all__ = ["MIDDLEWARE_PATHS", "Settings", "conf"]
 

@@ -22,11 +22,11 @@ from django.core.exceptions import MiddlewareNotUsed
 from django.utils.functional import SimpleLazyObject, empty
 
 from scr_middleware.extract import failsafe
+from scr_middleware.extract.binding import Binding
 from scr_middleware.extract.observer import Observer
 from scr_middleware.extract.request import RequestInfo
 from scr_middleware.extract.routes import RouteMatch
 from scr_middleware.routes_options import endpoint_options
-from scr_middleware.wsgi.binding import Binding
 from scr_middleware.wsgi.body import BodyState, ObservedBody
 
 from .conf import conf

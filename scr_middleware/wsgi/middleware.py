@@ -12,7 +12,7 @@ from scr_middleware.extract.routes import RouteMatch
 from scr_middleware.extract.settings import OBSERVED_METHODS
 from scr_middleware.routes_options import endpoint_options
 
-from .binding import Binding, ConfigSource
+from ..extract.binding import Binding, ConfigSource
 from .body import BodyState, ObservedBody, SizedObservedBody
 from .input import TeeInput, read_ahead
 

@@ -1,5 +1,5 @@
-"""Adapter plumbing shared by the WSGI, Flask and Django adapters: settings compiled once per
-process, and the runtime events go to."""
+"""Adapter plumbing shared by every framework adapter (ASGI, WSGI, Flask, Django): settings
+compiled once per process, and the runtime events go to."""
 
 from __future__ import annotations
 
@@ -40,13 +40,18 @@ class SharedRuntime:
 
         return get_runtime().capture(event)
 
+    def flush(self, timeout: float | None = None) -> bool:
+        from scr_middleware.runtime import get_runtime
+
+        return get_runtime().flush(timeout)
+
 
 class Binding:
     """``config`` supplies the ``middleware:`` settings and, if the shared runtime does not
     exist yet, configures it; ``runtime`` sends events to that runtime instead of the shared
     one. Bad settings raise ``ConfigError`` here, at start-up, never on a request."""
 
-    __slots__ = ("capture", "settings", "stats")
+    __slots__ = ("_sink", "capture", "settings", "stats")
 
     def __init__(
         self, config: ConfigSource = None, runtime: SessionCompletionRuntime | None = None
@@ -70,8 +75,13 @@ class Binding:
         if not enabled:  # SCR_ENABLED=false: every request passes straight through
             settings = dataclasses.replace(settings, enabled=False)
         self.settings = settings
+        self._sink = sink
         self.capture: Callable[[dict[str, Any]], object] = sink.capture
         self.stats = failsafe.StatsOf(sink)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver what the runtime buffered (blocking: call it off the event loop)."""
+        return bool(self._sink.flush(timeout))
 
     def observer(self, request: RequestInfo, match: RouteMatch) -> Observer:
         """A new observer for one request (never shared)."""
