@@ -110,6 +110,9 @@ class ResponseBody:
         the client left or the app raised, so an unfinished stream is not a failure."""
         if self.skip:
             return None
+        if not cut_short and self._decoder is not None and not self._decoder.finished_cleanly():
+            # A gzip/deflate body that stops mid-stream: say so, then extract what arrived.
+            self._note(failsafe.DECODE_ERROR, "compressed body ended before its end marker")
         if self.summary is not None:
             self._finish_stream(self.summary, cut_short)
             return None

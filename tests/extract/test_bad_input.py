@@ -95,6 +95,15 @@ def test_corrupt_gzip_and_unknown_encoding(stats: RuntimeStats) -> None:
     }
 
 
+def test_truncated_gzip_body_is_counted_as_a_decode_error(stats: RuntimeStats) -> None:
+    compressed = gzip.compress(CHAT)
+    cut = compressed[:-12]  # the deflate stream and its trailer never finish
+    events, forwarded = run([cut], headers=[(b"content-encoding", b"gzip")], stats=stats)
+    assert forwarded == [cut]
+    assert events[0]["usage"]["source"] == "missing"
+    assert stats.extraction_failures["decode_error"] == 1
+
+
 def test_five_megabyte_body_is_extracted(stats: RuntimeStats) -> None:
     doc = orjson.loads(CHAT)
     doc["choices"][0]["message"]["content"] = "y" * (5 * 1024 * 1024)
