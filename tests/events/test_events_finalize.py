@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from scr_middleware.events import finalize_event, format_rfc3339, normalize_event
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-PROPERTY = settings(max_examples=300, deadline=None)
+PROPERTY = settings(max_examples=200, deadline=None)
 CAPTURED_AT = 1_766_313_923.123456  # 2025-12-21T10:45:23.123Z
 
 

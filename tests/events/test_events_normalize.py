@@ -14,7 +14,7 @@ from scr_middleware import InvalidEventError
 from scr_middleware import events as events_mod
 from scr_middleware.events import normalize_event, normalize_event_full
 
-PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 EVENT_ID = re.compile(r"^evt_[0-9a-f]{12}[0-9a-f]{8,}$")
 COUNT_FIELDS = (
     "input_tokens",
