@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import orjson
-import uvicorn
 
 from scr_middleware.destinations.memory import memory_destination
 from scr_middleware.runtime import SessionCompletionRuntime
@@ -44,32 +41,3 @@ def recorded(name: str = "rt_session_audio.jsonl") -> list[str]:
 
 def recorded_events(name: str = "rt_session_audio.jsonl") -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in recorded(name)]
-
-
-class UvicornThread:
-    """A real uvicorn server on 127.0.0.1, an ephemeral port, in a background thread."""
-
-    def __init__(self, app: Any) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.port = 0
-
-    def __enter__(self) -> UvicornThread:
-        self.thread.start()
-        deadline = time.monotonic() + 20.0
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.server.should_exit = True
-        self.thread.join(20.0)

@@ -12,13 +12,14 @@ import asyncio
 import json
 from typing import Any
 
-from rt_helpers import Captured, UvicornThread, recorded
+from rt_helpers import Captured, recorded
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect as upstream_connect
 from websockets.sync.client import connect
 
+from scr_middleware.examples.serving import ServerThread as UvicornThread
 from scr_middleware.realtime import RealtimeSessionTracker
 
 

@@ -2,56 +2,20 @@
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
-import uvicorn
 
 from scr_middleware.destinations.memory import memory_destination
+from scr_middleware.examples.serving import ServerThread as UvicornThread
 from scr_middleware.runtime import SessionCompletionRuntime
 from scr_middleware.service import ServiceSettings, create_app
 
 KEY = "scr_test_key_1"
 OTHER_KEY = "scr_test_key_2"
-
-
-class UvicornThread:
-    """A real uvicorn server on 127.0.0.1, an ephemeral port, in a background thread."""
-
-    def __init__(self, app: Any) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> UvicornThread:
-        self.thread.start()
-        deadline = time.monotonic() + 20.0
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.server.should_exit = True
-        self.thread.join(20.0)
 
 
 @dataclass
