@@ -21,7 +21,8 @@ from .config_model import Config, DestinationConfig
 from .errors import InvalidEventError
 from .events import normalize_event
 from .monitoring import RuntimeMonitoring, setup_logging
-from .router.receipt import DISABLED, Receipt, settled_receipt
+from .observability.logs import log_once
+from .router.receipt import DISABLED, DROPPED, Receipt, settled_receipt
 from .router.router import Router
 from .router.spool import Spool
 from .router.stats import DestinationStats, RuntimeStats
@@ -94,6 +95,7 @@ class SessionCompletionRuntime:
         self._router = self._new_router()
         self._waitable = None if self.config.optimization.async_mode else self._router
         self._pid = os.getpid()
+        self._closed = False
         self._observability: RuntimeMonitoring | None = None
         if self._enabled:
             setup_logging(self.config.monitoring.log_level, self.config.monitoring.log_format)
@@ -206,6 +208,8 @@ class SessionCompletionRuntime:
     def capture(self, event: Mapping[str, Any]) -> Receipt:
         """Validate, normalise and enqueue ``event``; returns an awaitable receipt at once."""
         started = time.perf_counter_ns()
+        if self._closed:
+            return self._capture_after_shutdown(event)
         if not self._enabled:
             self.stats.disabled += 1
             return settled_receipt(str(event.get("event_id") or ""), DISABLED)
@@ -218,6 +222,17 @@ class SessionCompletionRuntime:
         self._router.submit(normalized, time.time(), receipt)
         self.stats.capture_latency_ns.append(time.perf_counter_ns() - started)
         return receipt
+
+    def _capture_after_shutdown(self, event: Mapping[str, Any]) -> Receipt:
+        """Nothing drains a shut-down runtime: say so once, count, never raise or queue."""
+        self.stats.after_shutdown += 1
+        log_once(
+            logger,
+            f"capture-after-shutdown-{id(self)}",
+            logging.WARNING,
+            "capture() after shutdown(): event dropped (use get_runtime() for the live runtime)",
+        )
+        return settled_receipt(str(event.get("event_id") or ""), DROPPED)
 
     @property
     def enabled(self) -> bool:
@@ -237,6 +252,7 @@ class SessionCompletionRuntime:
         return await self._router.aflush(timeout)
 
     def shutdown(self, timeout: float | None = None) -> None:
+        self._closed = True
         self._router.shutdown(SHUTDOWN_TIMEOUT_S if timeout is None else timeout)
         if self._observability is not None:
             self._observability.stop()

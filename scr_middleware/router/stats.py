@@ -87,6 +87,7 @@ class RuntimeStats:
     captured: int = 0  # accepted by capture()
     invalid: int = 0  # rejected by capture() with InvalidEventError
     disabled: int = 0  # capture() called while SCR_ENABLED=false
+    after_shutdown: int = 0  # capture() called on a runtime already shut down (dropped)
     extraction_failures: dict[str, int] = field(default_factory=dict)  # reason -> count
     # capture() latency samples in nanoseconds (ring buffer, appended on the caller's thread)
     capture_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=8192))

@@ -332,6 +332,7 @@ class DestinationWorker:
             for row in rows:
                 self._requeue(row, now)
             total += len(rows)
+            self.nudge()  # spooled events are already late: send them without waiting
             if self.stats.state == "down":
                 break  # the probe batch failed again: wait for the next probe
         return total

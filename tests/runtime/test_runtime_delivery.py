@@ -247,6 +247,20 @@ def test_invalid_event_raises_from_capture_and_sends_nothing(
     assert snapshot(runtime, "billing")["captured"] == 1
 
 
+def test_capture_after_shutdown_is_dropped_and_counted_not_queued(
+    sink: TimedSink, make_runtime: MakeRuntime
+) -> None:
+    runtime = make_runtime([http("billing", sink, batch_size=1, flush_interval_ms=0)])
+    runtime.capture(event(1))
+    runtime.shutdown(5.0)
+    receipt = runtime.capture(event(2))
+    assert receipt.done
+    assert receipt.status == "dropped"
+    assert runtime.stats.after_shutdown == 1
+    assert runtime.router.ingest_size() == 0
+    assert sink.event_ids() == ["evt-1"]
+
+
 def test_capture_events_helper_routes_the_shared_runtime_to_memory() -> None:
     before = runtime_mod._shared
     with capture_events() as events:
