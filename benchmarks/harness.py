@@ -69,9 +69,14 @@ class Figure:
     anchor_value: float | None = None
     target: Target | None = None
     note: str = ""
+    # The median of per-round ratios, when rounds were paired: steadier under drift than the
+    # ratio of the two medians, so it is the ratio reported (and checked) when given.
+    paired_ratio: float | None = None
 
     @property
     def ratio(self) -> float | None:
+        if self.paired_ratio is not None:
+            return self.paired_ratio
         if self.anchor_value is None or self.anchor_value == 0:
             return None
         return self.value / self.anchor_value

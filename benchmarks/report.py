@@ -100,6 +100,7 @@ def from_json(data: dict[str, Any]) -> BenchResult:
             None if fig.get("anchor_value") is None else _nan(fig["anchor_value"]),
             target,
             fig.get("note", ""),
+            fig.get("paired_ratio"),
         )
     return result
 
