@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench clean promtool
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,8 +22,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) promtool
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# promtool checks and unit-tests docs/prometheus-alerts.yaml. Best effort: unpacked from
+# Debian's prometheus package (nothing is installed or started); its tests skip without it.
+promtool: .tools/promtool
+.tools/promtool:
+	-@mkdir -p .tools/deb && cd .tools/deb && \
+	  (apt-get download prometheus >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && apt-get download prometheus >/dev/null 2>&1)) && \
+	  dpkg -x prometheus_*.deb pkg && cp pkg/usr/bin/promtool ../promtool && \
+	  cd .. && rm -rf deb || echo "promtool unavailable: its tests will be skipped"
 
 test: lint typecheck pytest
 
@@ -31,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools build *.egg-info .mypy_cache .ruff_cache
