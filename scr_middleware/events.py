@@ -130,35 +130,44 @@ def _duration(value: Any) -> float | None:
     return as_float if 0.0 <= as_float < math.inf else None
 
 
-_CANONICAL_USAGE_KEYS: Final = frozenset({"input_tokens", "output_tokens", "total_tokens", "model"})
+_FAST_USAGE_KEYS: Final = frozenset({*TOKEN_FIELDS, *DETAIL_FIELDS, "model", "source"})
 
 
 def _fast_usage(raw: Any, flat: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The common shape (canonical counts, nothing flat) without the general loop, or None."""
-    if type(raw) is not dict or not raw.keys() <= _CANONICAL_USAGE_KEYS:
+    """Canonical names only (counts, detail counts, model, source), nothing flat: checked
+    without the general loop. None sends the event the long way."""
+    if type(raw) is not dict or not raw.keys() <= _FAST_USAGE_KEYS:
         return None
-    if "input_tokens" in flat or "output_tokens" in flat or "model" in flat:
+    if flat and ("input_tokens" in flat or "output_tokens" in flat or "model" in flat):
         return None
-    get = raw.get
-    tokens_in = get("input_tokens")
-    tokens_out = get("output_tokens")
-    total = get("total_tokens")
-    model = get("model")
-    for value in (tokens_in, tokens_out, total):
-        if value is not None and (type(value) is not int or value < 0):
+    for key, value in raw.items():
+        if value is None:
+            continue
+        if key == "model" or key == "source":  # noqa: PLR1714  (two checks, one branch)
+            if type(value) is not str:
+                return None
+        elif type(value) is not int or value < 0:
             return None
-    if model is not None and type(model) is not str:
-        return None
-    if total is None and tokens_in is not None and tokens_out is not None:
-        total = tokens_in + tokens_out
-    reported = tokens_in is not None or tokens_out is not None or total is not None
-    return {
-        "input_tokens": tokens_in,
-        "output_tokens": tokens_out,
-        "total_tokens": total,
-        "model": model,
-        "source": "reported" if reported else "missing",
+    usage = {
+        "input_tokens": None,
+        "output_tokens": None,
+        "total_tokens": None,
+        "model": None,
+        **raw,
     }
+    tokens_in = usage["input_tokens"]
+    tokens_out = usage["output_tokens"]
+    if usage["total_tokens"] is None and tokens_in is not None and tokens_out is not None:
+        usage["total_tokens"] = tokens_in + tokens_out
+    source = usage.get("source")
+    if source is None:
+        reported = (
+            tokens_in is not None or tokens_out is not None or usage["total_tokens"] is not None
+        )
+        usage["source"] = "reported" if reported else "missing"
+    elif source not in USAGE_SOURCES:
+        return None
+    return usage
 
 
 def _normalize_usage(
@@ -300,8 +309,14 @@ _FAST_KEYS: Final = frozenset(
         "duration_ms",
         "message_count",
         "request",
+        "start_time",
+        "end_time",
+        "transport",
+        "input_modality",
     }
 )
+# Epoch numbers the fast path accepts without parsing: seconds or milliseconds up to 9999-12-31.
+_MAX_EPOCH: Final = 253402300799000
 _MISSING_USAGE: Final = {
     "input_tokens": None,
     "output_tokens": None,
@@ -345,6 +360,14 @@ def _fast_normalize(raw: Any) -> dict[str, Any] | None:
     elif type(outcome) is dict and len(outcome) == 1 and outcome.get("status") in OUTCOME_STATUSES:
         outcome = {"status": outcome["status"]}
     else:
+        outcome = _fast_outcome(outcome)
+        if outcome is None:
+            return None
+    start_time = get("start_time")
+    end_time = get("end_time")
+    if (start_time is not None and not _fast_epoch(start_time)) or (
+        end_time is not None and not _fast_epoch(end_time)
+    ):
         return None
     metadata = get("metadata")
     if metadata is None:
@@ -367,13 +390,20 @@ def _fast_normalize(raw: Any) -> dict[str, Any] | None:
         "session_type": session_type,
         "user_id": user_id,
         "organization_id": organization_id,
-        "start_time": None,
-        "end_time": None,
+        "start_time": start_time,
+        "end_time": end_time,
         "duration_ms": duration,
         "usage": usage,
         "outcome": outcome,
         "metadata": metadata,
     }
+    if "transport" in raw or "input_modality" in raw:
+        for key in ("transport", "input_modality"):
+            value = get(key)
+            if value is not None:
+                if type(value) is not str:
+                    return None
+                event[key] = value
     count = get("message_count")
     if count is not None:
         if type(count) is not int or count < 0:
@@ -388,6 +418,34 @@ def _fast_normalize(raw: Any) -> dict[str, Any] | None:
 
 
 _NO_FLAT: Final[Mapping[str, Any]] = {}
+_FAST_OUTCOME_KEYS: Final = frozenset({"status", "http_status", "error_type"})
+
+
+def _fast_outcome(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return {"status": "success"}
+    if type(raw) is not dict or not raw.keys() <= _FAST_OUTCOME_KEYS:
+        return None
+    status = raw.get("status", "success")
+    if status not in OUTCOME_STATUSES:
+        return None
+    http_status = raw.get("http_status")
+    if http_status is not None and (type(http_status) is not int or not 100 <= http_status <= 599):
+        return None
+    error_type = raw.get("error_type")
+    if error_type is not None and type(error_type) is not str:
+        return None
+    outcome = dict(raw)
+    outcome["status"] = status
+    return outcome
+
+
+def _fast_epoch(value: Any) -> bool:
+    """None or an epoch number finalize_event can always format (NaN fails ``0 <= v``)."""
+    if value is None:
+        return True
+    kind = type(value)
+    return (kind is float or kind is int) and 0 <= value <= _MAX_EPOCH
 
 
 def normalize_event(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -527,14 +585,58 @@ def _to_datetime(value: Any) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+_second_cache: list[Any] = [-1, ""]  # (whole epoch second, its "YYYY-MM-DDTHH:MM:SS")
+
+
+def _epoch_rfc3339(seconds: float) -> str:
+    """RFC 3339 for an epoch time, ~5x faster than via datetime: events arrive in bursts
+    within the same second, so the formatted second is cached (router thread only).
+    Rounds exactly as ``datetime.fromtimestamp`` does (to the microsecond, then truncates
+    to the millisecond), so both paths agree to the digit."""
+    frac, whole_f = math.modf(seconds)
+    micro = round(frac * 1e6)
+    whole = int(whole_f)
+    if micro >= 1_000_000:
+        whole += 1
+        micro -= 1_000_000
+    cache = _second_cache
+    if cache[0] != whole:
+        m = datetime.fromtimestamp(whole, UTC)
+        cache[1] = (
+            f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+        )
+        cache[0] = whole
+    return f"{cache[1]}.{micro // 1000:03d}Z"
+
+
+def _epoch_seconds(value: Any) -> float | None:
+    """Epoch seconds for an int/float time (milliseconds above 1e11), else None."""
+    kind = type(value)
+    if kind is float or kind is int:
+        return value / 1000.0 if value > 1e11 else float(value)
+    return None
+
+
 def finalize_event(event: dict[str, Any], captured_at: float) -> dict[str, Any]:
     """Fill the derived fields (router thread): RFC 3339 times and ``duration_ms``."""
-    if event["timestamp"] is None:
-        event["timestamp"] = format_rfc3339(datetime.fromtimestamp(captured_at, UTC))
-    else:
-        event["timestamp"] = format_rfc3339(_to_datetime(event["timestamp"]))
+    stamp = event["timestamp"]
+    event["timestamp"] = (
+        _epoch_rfc3339(captured_at) if stamp is None else format_rfc3339(_to_datetime(stamp))
+    )
     start = event["start_time"]
     end = event["end_time"]
+    if start is None and end is None:
+        return event
+    start_s, end_s = _epoch_seconds(start), _epoch_seconds(end)
+    if (start is None or start_s is not None) and (end is None or end_s is not None):
+        # Epoch numbers (the middleware's and the realtime call's): no datetime round trip.
+        if start_s is not None:
+            event["start_time"] = _epoch_rfc3339(start_s)
+        if end_s is not None:
+            event["end_time"] = _epoch_rfc3339(end_s)
+        if event["duration_ms"] is None and start_s is not None and end_s is not None:
+            event["duration_ms"] = max(0.0, (end_s - start_s) * 1000.0)
+        return event
     start_dt = _to_datetime(start) if start is not None else None
     end_dt = _to_datetime(end) if end is not None else None
     if start_dt is not None:

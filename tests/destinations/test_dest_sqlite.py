@@ -319,3 +319,25 @@ def test_endpoint_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.chdir(tmp_path.parent)
     deliver(destination, (make_records(1), "bat"))
     assert (tmp_path / "ledger.db").is_file()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"session_id": "a", "user_id": "u", "usage": {"prompt_tokens": 1, "completion_tokens": 2}},
+        {"session_id": "b", "usage": {"total_tokens": 7, "model": "m"}, "outcome": "error"},
+        {"session_id": "c", "organization_id": "o", "timestamp": "2025-01-02T03:04:05Z"},
+        {"session_id": "d", "usage": {"input_tokens": 2**63, "output_tokens": 1}},
+    ],
+)
+def test_canonical_fast_path_matches_the_general_columns(raw: dict[str, object]) -> None:
+    from scr_middleware.destinations.sqlite import COLUMNS, _canonical_columns, ledger_columns
+    from scr_middleware.events import finalize_event, normalize_event
+
+    event = finalize_event(normalize_event(raw), 1_700_000_000.0)
+    general = ledger_columns(event)
+    fast = _canonical_columns(event)
+    if raw["session_id"] == "d":
+        assert fast is None  # beyond SQLite's INTEGER: the general path decides
+    else:
+        assert fast == tuple(general[name] for name in COLUMNS)

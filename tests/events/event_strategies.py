@@ -215,10 +215,33 @@ def fast_events(draw: st.DrawFn) -> dict[str, Any]:
     raw: dict[str, Any] = {"session_id": draw(text)}
     usage_keys = draw(
         st.lists(
-            st.sampled_from(["input_tokens", "output_tokens", "total_tokens", "model"]), unique=True
+            st.sampled_from(
+                [
+                    "input_tokens",
+                    "output_tokens",
+                    "total_tokens",
+                    "model",
+                    "cached_input_tokens",
+                    "reasoning_tokens",
+                    "audio_output_tokens",
+                    "source",
+                ]
+            ),
+            unique=True,
         )
     )
-    usage = {key: draw(text if key == "model" else counts) for key in usage_keys}
+    usage = {
+        key: draw(
+            text
+            if key == "model"
+            else st.sampled_from(["reported", "estimated", "missing"])
+            if key == "source"
+            else counts
+        )
+        for key in usage_keys
+    }
+    # The middleware's shape: epoch times, transport, outcome details.
+    epoch = st.floats(0, 4e9, allow_nan=False) | st.integers(0, 4 * 10**12)
     optional: dict[str, st.SearchStrategy[Any]] = {
         "event_id": text,
         "event_type": st.just("session.completed"),
@@ -226,7 +249,15 @@ def fast_events(draw: st.DrawFn) -> dict[str, Any]:
         "user_id": text,
         "organization_id": text,
         "usage": st.just(usage),
-        "outcome": st.builds(lambda status: {"status": status}, st.sampled_from(STATUSES)),
+        "outcome": st.builds(lambda status: {"status": status}, st.sampled_from(STATUSES))
+        | st.fixed_dictionaries(
+            {"status": st.sampled_from(STATUSES), "http_status": st.integers(100, 599)},
+            optional={"error_type": text},
+        ),
+        "start_time": epoch,
+        "end_time": epoch,
+        "transport": st.sampled_from(["http", "sse", "websocket"]),
+        "input_modality": st.sampled_from(["text", "audio"]),
         "metadata": st.dictionaries(st.text(max_size=6), json_values, max_size=3),
         "duration_ms": st.integers(0, 10**9) | st.floats(0, 1e9),
         "message_count": counts,

@@ -12,7 +12,7 @@ from event_strategies import time_values, valid_events
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scr_middleware.events import finalize_event, format_rfc3339, normalize_event
+from scr_middleware.events import _epoch_rfc3339, finalize_event, format_rfc3339, normalize_event
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 PROPERTY = settings(max_examples=200, deadline=None)
@@ -129,3 +129,8 @@ def test_given_duration_is_kept_and_negative_spans_clamp_to_zero() -> None:
 
 def test_format_rfc3339_reads_naive_as_utc() -> None:
     assert format_rfc3339(datetime(2025, 1, 2, 3, 4, 5, 678999)) == "2025-01-02T03:04:05.678Z"
+
+
+@given(st.floats(min_value=0, max_value=253402300799.0, allow_nan=False))
+def test_fast_epoch_formatting_agrees_with_datetime(seconds: float) -> None:
+    assert _epoch_rfc3339(seconds) == format_rfc3339(datetime.fromtimestamp(seconds, UTC))
