@@ -15,6 +15,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from importlib import resources
+from types import MappingProxyType
 from typing import Any, Final
 
 import orjson
@@ -55,8 +56,14 @@ def to_json(value: Any, *, sort_keys: bool = False) -> bytes:
         return orjson.dumps(_stringify_big_ints(value), default=str, option=option)
 
 
+_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
 def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    # type() first: isinstance against the Mapping ABC costs ~10x more, per field, per event.
+    if type(value) is dict or isinstance(value, Mapping):
+        return value
+    return _EMPTY
 
 
 def _is_scalar(value: Any) -> bool:
@@ -67,6 +74,8 @@ def _is_scalar(value: Any) -> bool:
 
 def _scalars(value: Any) -> dict[str, Any]:
     """Only the string-keyed scalar entries: what a columnar store can take as dimensions."""
+    if not value:
+        return {}
     return {k: v for k, v in _mapping(value).items() if isinstance(k, str) and _is_scalar(v)}
 
 
@@ -97,7 +106,7 @@ def billing_v1(event: dict[str, Any]) -> dict[str, Any]:
         "duration_ms": event.get("duration_ms"),
     }
     tags = _mapping(event.get("metadata")).get("billing_tags")
-    if isinstance(tags, Mapping):
+    if tags is not None and isinstance(tags, Mapping):
         record["billing_tags"] = _scalars(tags)
     return record
 
@@ -139,7 +148,7 @@ def analytics_v2(event: dict[str, Any]) -> dict[str, Any]:
         },
     }
     request = event.get("request")
-    if isinstance(request, Mapping):
+    if request is not None and isinstance(request, Mapping):
         record["request"] = {"method": request.get("method"), "route": request.get("route")}
     record["dims"] = _scalars(event.get("metadata"))
     return record
