@@ -39,13 +39,28 @@ REPLAY_PROBE_INTERVAL_S = 5.0
 OVERFLOW_HEADROOM = 512  # how often a destination with a spool backlog is probed
 
 
-@dataclass(slots=True)
-class Item:
-    record: Record
-    event: Event
-    receipt: Receipt | None
-    enqueued_at: float
-    spool_row: int | None = None  # set when the item was replayed from the spool
+class Item(Record):
+    """A record plus what the router needs to settle and spool it. Being a ``Record`` itself,
+    a batch of items goes to ``Destination.send`` as is: one allocation per event and
+    destination, no copying into a second list."""
+
+    __slots__ = ("enqueued_at", "event", "receipt", "spool_row")
+
+    def __init__(  # noqa: PLR0917  (built once per event and destination: positional is cheaper)
+        self,
+        event_id: str,
+        payload: dict[str, Any],
+        event: Event,
+        receipt: Receipt | None,
+        enqueued_at: float,
+        spool_row: int | None = None,  # set when the item was replayed from the spool
+    ) -> None:
+        self.event_id = event_id
+        self.payload = payload
+        self.event = event
+        self.receipt = receipt
+        self.enqueued_at = enqueued_at
+        self.spool_row = spool_row
 
 
 @dataclass(slots=True)
@@ -142,11 +157,11 @@ class DestinationWorker:
             if not isinstance(payload, dict):
                 raise TypeError(f"transform returned {type(payload).__name__}, not a dict")
         except Exception as exc:
-            item = Item(Record(event_id, {}), event, receipt, now)
+            item = Item(event_id, {}, event, receipt, now)
             self._log_once("transform", f"transform failed for {self.destination.name}: {exc!r}")
             self._spawn(self._dead_letter([item], spool_mod.REASON_TRANSFORM_FAILED, repr(exc)))
             return 1
-        item = Item(Record(event_id, payload), event, receipt, now)
+        item = Item(event_id, payload, event, receipt, now)
         # queued() sums every lane: only recount every 256 events or near the limit. The
         # estimate can only overstate (batches leave between recounts), so the bound holds.
         depth = self._depth_estimate
@@ -235,7 +250,6 @@ class DestinationWorker:
 
     async def _deliver(self, batch: list[Item]) -> None:
         stats = self.stats
-        records = [item.record for item in batch]
         batch_id = f"bat_{secrets.token_hex(8)}"
         attempt = 0
         while True:
@@ -243,7 +257,7 @@ class DestinationWorker:
             retry_after: float | None = None
             try:
                 async with asyncio.timeout(self.settings.timeout_s):
-                    await self.destination.send(records, batch_id)
+                    await self.destination.send(batch, batch_id)
             except PermanentDeliveryError as exc:
                 self._note_failure(f"rejected: {exc}")
                 await self._dead_letter(batch, spool_mod.REASON_REJECTED, str(exc))
@@ -297,7 +311,7 @@ class DestinationWorker:
         replayed = [item.spool_row for item in batch if item.spool_row is not None]
         if replayed:  # already on disk: give the lease back (and demote if now rejected)
             await self._in_spool_thread(self.spool.release, replayed, error, reason)
-        rows = [(item.record.event_id, orjson.dumps(item.event, default=str)) for item in fresh]
+        rows = [(item.event_id, orjson.dumps(item.event, default=str)) for item in fresh]
         try:
             await self._in_spool_thread(self.spool.put, rows, reason, error)
         except SpoolFullError as exc:
@@ -354,10 +368,10 @@ class DestinationWorker:
         try:
             payload = self.transform(event)
         except Exception as exc:
-            item = Item(Record(row.event_id, {}), event, None, now, row.row_id)
+            item = Item(row.event_id, {}, event, None, now, row.row_id)
             self._spawn(self._dead_letter([item], spool_mod.REASON_TRANSFORM_FAILED, repr(exc)))
             return
-        self._enqueue(Item(Record(row.event_id, payload), event, None, now, row.row_id))
+        self._enqueue(Item(row.event_id, payload, event, None, now, row.row_id))
 
     async def refresh_spool_state(self) -> None:
         """Read the spool's depth (all processes) and probe a down destination now and then."""
