@@ -223,6 +223,24 @@ class SessionCompletionRuntime:
         self.stats.capture_latency_ns.append(time.perf_counter_ns() - started)
         return receipt
 
+    def capture_nowait(self, event: Mapping[str, Any]) -> None:
+        """``capture()`` for hot paths that never wait for delivery (the middleware): the
+        same validation and accounting, but no receipt is created or settled."""
+        started = time.perf_counter_ns()
+        if self._closed:
+            self._capture_after_shutdown(event)
+            return
+        if not self._enabled:
+            self.stats.disabled += 1
+            return
+        try:
+            normalized = normalize_event(event)
+        except InvalidEventError:
+            self.stats.invalid += 1
+            raise
+        self._router.submit(normalized, time.time(), None)
+        self.stats.capture_latency_ns.append(time.perf_counter_ns() - started)
+
     def _capture_after_shutdown(self, event: Mapping[str, Any]) -> Receipt:
         """Nothing drains a shut-down runtime: say so once, count, never raise or queue."""
         self.stats.after_shutdown += 1

@@ -261,6 +261,20 @@ def test_capture_after_shutdown_is_dropped_and_counted_not_queued(
     assert sink.event_ids() == ["evt-1"]
 
 
+def test_capture_nowait_delivers_and_accounts_like_capture(
+    sink: TimedSink, make_runtime: MakeRuntime
+) -> None:
+    runtime = make_runtime([http("billing", sink, batch_size=2, flush_interval_ms=0)])
+    assert runtime.capture_nowait(event(1)) is None
+    runtime.capture(event(2))
+    with pytest.raises(InvalidEventError):
+        runtime.capture_nowait({"usage": {}})
+    assert runtime.flush(10.0)
+    assert sorted(sink.event_ids()) == ["evt-1", "evt-2"]
+    assert runtime.stats.invalid == 1
+    assert_accounted(runtime)
+
+
 def test_capture_events_helper_routes_the_shared_runtime_to_memory() -> None:
     before = runtime_mod._shared
     with capture_events() as events:
