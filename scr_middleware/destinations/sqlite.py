@@ -286,7 +286,8 @@ class SqliteDestination(ThreadedDestination):
 
     def send_sync(self, batch: Sequence[Record], batch_id: str) -> None:
         try:
-            rows = [self._row(record) for record in batch]
+            received_at = time.time()
+            rows = [self._row(record, received_at) for record in batch]
         except TypeError as exc:
             raise PermanentDeliveryError(f"cannot serialise batch {batch_id}: {exc}") from exc
         try:
@@ -305,13 +306,13 @@ class SqliteDestination(ThreadedDestination):
         self._maybe_prune()
 
     @staticmethod
-    def _row(record: Record) -> tuple[Any, ...]:
+    def _row(record: Record, received_at: float) -> tuple[Any, ...]:
         values = _canonical_columns(record.payload)
         if values is None:
             columns = ledger_columns(record.payload)
             values = tuple(columns[name] for name in COLUMNS)
         payload = to_json(record.payload).decode("utf-8")
-        return (record.event_id, *values, payload, time.time())
+        return (record.event_id, *values, payload, received_at)
 
     def close_sync(self) -> None:
         conn, self._conn = self._conn, None
