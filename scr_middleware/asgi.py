@@ -3,6 +3,9 @@
 Pure ASGI, not ``BaseHTTPMiddleware``: responses are never buffered, each message goes out the
 moment the app sends it. Per-request state lives in a new ``_Responder``, never on the
 middleware. Requests to other paths reach the app with the original ``receive``/``send``.
+
+The wrappers run for every message of every observed request, so they stay flat: no extra
+coroutine per message, body messages tested first, the observer's work deferred to ``finish``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .extract import failsafe
 from .extract.binding import Binding
 from .extract.observer import Observer
-from .extract.request import RequestInfo, headers_from_asgi
+from .extract.request import RequestInfo
 from .extract.routes import RouteMatch
 
 if TYPE_CHECKING:
@@ -82,17 +85,32 @@ class SessionCompletionMiddleware:
         self._stats = self._binding.stats
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            match = self.settings.observes(scope.get("method", ""), scope.get("path", ""))
-            if match is None:
-                await self.app(scope, receive, send)
-                return
-            await _Responder(self, match).run(scope, receive, send)
-        elif kind == "lifespan":
-            await self.app(scope, self._lifespan_receive(receive), send)
-        else:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                receive = self._lifespan_receive(receive)
             await self.app(scope, receive, send)
+            return
+        match = self.settings.observes(scope.get("method", ""), scope.get("path", ""))
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        responder = _Responder(self, scope, receive, send)
+        try:
+            observer = responder.start(match)
+        except Exception as exc:
+            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
+            await self.app(scope, receive, send)
+            return
+        app_receive: Receive = responder._receive
+        if self.settings.ensure_stream_usage and observer.may_rewrite_request():
+            app_receive = await responder._read_ahead()
+        try:
+            await self.app(scope, app_receive, responder._send)
+        except BaseException as exc:
+            responder.failed(exc)
+            raise
+        if not responder.complete:
+            responder.returned()
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         async def wrapped() -> Message:
@@ -110,15 +128,6 @@ class SessionCompletionMiddleware:
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
 
-    def _observer(self, scope: Scope, match: RouteMatch) -> Observer:
-        request = RequestInfo(
-            method=scope.get("method", ""),
-            path=scope.get("path", ""),
-            headers=headers_from_asgi(scope.get("headers")),
-            user_id=_user_id(scope),
-        )
-        return self._binding.observer(request, match)
-
 
 class _Responder:
     """One request's state: its observer and where the response is in its lifecycle."""
@@ -127,46 +136,49 @@ class _Responder:
         "body_done",
         "complete",
         "disconnected",
-        "match",
         "middleware",
         "observer",
         "receive",
+        "resolved",
         "scope",
         "send",
         "trailers",
     )
 
-    def __init__(self, middleware: SessionCompletionMiddleware, match: RouteMatch) -> None:
+    def __init__(
+        self, middleware: SessionCompletionMiddleware, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         self.middleware = middleware
-        self.match = match
+        self.scope = scope
+        self.receive = receive
+        self.send = send
         self.trailers = False  # http.response.start announced trailers
         self.body_done = False  # the last body message went out
         self.complete = False  # the response ended and the observer finished
         self.disconnected = False
+        self.resolved = False  # endpoint, route and user were read from the scope
 
-    async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
-        app = self.middleware.app
-        try:
-            self.observer = self.middleware._observer(scope, self.match)
-        except Exception as exc:
-            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.middleware._stats)
-            await app(scope, receive, send)
-            return
-        self.scope, self.receive, self.send = scope, receive, send
-        app_receive: Receive = self._receive
-        if self.observer.may_rewrite_request():
-            app_receive = await self._read_ahead()
-        try:
-            await app(scope, app_receive, self._send)
-        except BaseException as exc:
-            self._resolve()
-            if self.disconnected or _is_disconnect(exc):
-                self.observer.finish(cancelled=True)
-            else:
-                self.observer.finish(exception=exc)
-            raise
-        if self.complete:
-            return
+    def start(self, match: RouteMatch) -> Observer:
+        scope = self.scope
+        request = RequestInfo.from_raw(
+            scope.get("method", ""),
+            scope.get("path", ""),
+            scope.get("headers"),
+            _user_id(scope) if "user" in scope else None,
+        )
+        self.observer = observer = self.middleware._binding.observer(request, match)
+        return observer
+
+    def failed(self, exc: BaseException) -> None:
+        """The app raised (or was cancelled)."""
+        self._resolve()
+        if self.disconnected or _is_disconnect(exc):
+            self.observer.finish(cancelled=True)
+        else:
+            self.observer.finish(exception=exc)
+
+    def returned(self) -> None:
+        """The app returned before the response was complete."""
         if self.body_done:  # trailers were announced but never sent
             self._finish()
             return
@@ -194,50 +206,51 @@ class _Responder:
             out = self.observer.on_chunk(body, last=not more)
             if out is not body:  # only when ensure_stream_usage dropped its usage event
                 message = {**message, "body": out}
-            await self._forward(message)
-            if not more:
-                self.body_done = True
-                if not self.trailers:
-                    self._finish()
         elif kind == "http.response.start":
             self.trailers = message.get("trailers", False) is True
+            self._resolve()  # the router set endpoint and route before the endpoint ran
             self.observer.on_response_start(message.get("status", 0), message.get("headers") or ())
-            await self._forward(message)
-        elif kind == "http.response.trailers":
-            await self._forward(message)
-            if not message.get("more_body", False):
-                self._finish()
-        elif kind == "http.response.pathsend":  # a file the server sends itself: no body seen
-            await self._forward(message)
-            self._finish()
-        else:  # unknown or future message types pass through untouched
-            await self._forward(message)
-
-    async def _forward(self, message: Message) -> None:
         try:
             await self.send(message)
         except BaseException as exc:
             if _is_disconnect(exc):  # ASGI 2.4 servers raise OSError once the client is gone
                 self.disconnected = True
             raise
+        if kind == "http.response.body":
+            if not more:
+                self.body_done = True
+                if not self.trailers:
+                    self._finish()
+        elif kind == "http.response.trailers":
+            if not message.get("more_body", False):
+                self._finish()
+        elif kind == "http.response.pathsend":  # a file the server sends itself: no body seen
+            self._finish()
+        # unknown or future message types pass through untouched
 
     def _finish(self) -> None:
         if not self.complete:
             self.complete = True
-            self._resolve()
+            if not self.resolved:
+                self._resolve()
             self.observer.finish()
 
     def _resolve(self) -> None:
         """Read what the app put in the scope: Starlette's router sets ``endpoint`` and
-        ``route`` and AuthenticationMiddleware sets ``user`` on the same dict."""
+        ``route`` and AuthenticationMiddleware sets ``user`` on the same dict. Once: at the
+        response start, or at the end when the app never started one."""
+        if self.resolved:
+            return
+        self.resolved = True
         try:
             scope = self.scope
-            if self.observer.request.user_id is None:
-                self.observer.request.user_id = _user_id(scope)
+            observer = self.observer
+            if observer.request.user_id is None and "user" in scope:
+                observer.request.user_id = _user_id(scope)
             route = getattr(scope.get("route"), "path", None)
-            self.observer.set_endpoint(
-                scope.get("endpoint"), route if isinstance(route, str) else None
-            )
+            endpoint = scope.get("endpoint")
+            if endpoint is not None or route is not None:
+                observer.set_endpoint(endpoint, route if isinstance(route, str) else None)
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.middleware._stats)
 

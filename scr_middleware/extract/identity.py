@@ -56,35 +56,67 @@ def parse_sources(
 
 
 def _identifier(value: Any) -> str | None:
-    if isinstance(value, str):
+    if type(value) is str:
         return value or None
+    if isinstance(value, str):
+        return str(value) or None
     if type(value) is int:
         return str(value)
     return None
 
 
-def _lookup(source: Source, request: RequestInfo, body: Mapping[str, Any] | None) -> str | None:
-    if source.kind == "framework_user":
-        return request.user_id
-    if source.kind == "header":
-        return _identifier(request.headers.get(source.path[0]))
-    current: Any = body
-    for part in source.path:
-        if not isinstance(current, Mapping):
-            return None
-        current = current.get(part)
-    return _identifier(current)
+# A source compiled for the request path: (kind, argument).
+_FRAMEWORK, _HEADER, _BODY_KEY, _BODY_PATH = range(4)
+Step = tuple[int, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
-    user_id: str | None = None
-    organization_id: str | None = None
-    metadata: Mapping[str, Any] | None = None
+def _compile(sources: tuple[Source, ...]) -> tuple[Step, ...]:
+    steps: list[Step] = []
+    for source in sources:
+        if source.kind == "framework_user":
+            steps.append((_FRAMEWORK, None))
+        elif source.kind == "header":
+            name = source.path[0]
+            steps.append((_HEADER, (name, name.encode("latin-1", "replace"))))
+        elif len(source.path) == 1:
+            steps.append((_BODY_KEY, source.path[0]))
+        else:
+            steps.append((_BODY_PATH, source.path))
+    return tuple(steps)
+
+
+def _first(steps: tuple[Step, ...], request: RequestInfo, body: Any) -> str | None:
+    """The first source that gives a value."""
+    for kind, arg in steps:
+        if kind == _FRAMEWORK:
+            value = request.user_id
+        elif kind == _HEADER:
+            value = _identifier(request.header(arg[0], arg[1]))
+        elif kind == _BODY_KEY:
+            value = (
+                _identifier(body.get(arg))
+                if type(body) is dict or isinstance(body, Mapping)
+                else None
+            )
+        else:
+            current: Any = body
+            for part in arg:
+                if type(current) is not dict and not isinstance(current, Mapping):
+                    current = None
+                    break
+                current = current.get(part)
+            value = _identifier(current)
+        if value is not None:
+            return value
+    return None
+
+
+# (user_id, organization_id, metadata from the callable)
+Identity = tuple[str | None, str | None, Mapping[str, Any] | None]
 
 
 class IdentityResolver:
-    __slots__ = ("_callable", "_org", "_user")
+    __slots__ = ("_callable", "_org", "_org_steps", "_user", "_user_steps")
 
     def __init__(
         self,
@@ -94,6 +126,8 @@ class IdentityResolver:
     ) -> None:
         self._user = user_sources
         self._org = org_sources
+        self._user_steps = _compile(user_sources)
+        self._org_steps = _compile(org_sources)
         self._callable = identity_callable
 
     @property
@@ -102,17 +136,10 @@ class IdentityResolver:
             s.kind == "body" for s in (*self._user, *self._org)
         )
 
-    def from_sources(self, request: RequestInfo, body: Mapping[str, Any] | None) -> Identity:
-        user = org = None
-        for source in self._user:
-            user = _lookup(source, request, body)
-            if user is not None:
-                break
-        for source in self._org:
-            org = _lookup(source, request, body)
-            if org is not None:
-                break
-        return Identity(user, org)
+    def from_sources(
+        self, request: RequestInfo, body: Mapping[str, Any] | None
+    ) -> tuple[str | None, str | None]:
+        return _first(self._user_steps, request, body), _first(self._org_steps, request, body)
 
     def from_callable(
         self, request: RequestInfo, body: Mapping[str, Any] | None
@@ -126,7 +153,7 @@ class IdentityResolver:
         if not isinstance(result, Mapping):
             raise TypeError(f"identity_callable must return a dict, got {type(result).__name__}")
         metadata = result.get("metadata")
-        return Identity(
+        return (
             _identifier(result.get("user_id")),
             _identifier(result.get("organization_id")),
             metadata if isinstance(metadata, Mapping) else None,
@@ -140,16 +167,15 @@ class IdentityResolver:
     ) -> Identity:
         """Sources, then the callable's non-null answers on top; a failing callable is
         counted (``identity_error``) and the sources' answer stands."""
-        found = self.from_sources(request, body)
+        user = _first(self._user_steps, request, body)
+        org = _first(self._org_steps, request, body)
+        if self._callable is None:
+            return user, org, None
         try:
             custom = self.from_callable(request, body)
         except Exception as exc:
             failsafe.internal_error(failsafe.IDENTITY_ERROR, exc, stats)
-            return found
+            return user, org, None
         if custom is None:
-            return found
-        return Identity(
-            custom.user_id or found.user_id,
-            custom.organization_id or found.organization_id,
-            custom.metadata,
-        )
+            return user, org, None
+        return custom[0] or user, custom[1] or org, custom[2]

@@ -5,40 +5,87 @@ chunk, and call ``finish()`` once the last chunk went out (or the app raised, or
 left). It never holds a chunk back: ``on_chunk`` returns the very object it was given, except
 in ``ensure_stream_usage`` mode where it drops the usage event it asked for (and holds only an
 unfinished event's bytes until the event completes). Every method is failsafe.
+
+It runs on the request path, so it does the least it can there: chunks are kept by reference
+(JSON) or skimmed (SSE, see ``scan``), and everything else happens once, in ``finish()``.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from time import perf_counter, time
+from types import FunctionType
+from typing import Any, Final
 
-from scr_middleware.routes_options import endpoint_options
+import orjson
+
+from scr_middleware.routes_options import RouteOptions, endpoint_options
 
 from . import failsafe
-from .build import Seen, build_event, run_extractors
-from .extractors import Extraction, Extractor, ResponseData
+from .build import build_event, chat_completion_event, run_extractors
+from .extractors import Extraction, Extractor, ResponseData, builtin_json
 from .failsafe import FailureStats
 from .request import RequestInfo
-from .request_body import RequestBody, with_stream_usage
+from .request_body import with_stream_usage
 from .response_body import ResponseBody
 from .routes import RouteMatch
 from .settings import ObserverSettings
+from .stream import loads
 
 __all__ = ["Observer", "RequestInfo"]
 
-_NO_BODY_STATUSES = frozenset({204, 205, 304})
+_NO_BODY_STATUSES: Final = frozenset({204, 205, 304})
+_UNPARSED: Final[Any] = object()
+
+# ``endpoint_options`` per endpoint function/class: they are decorated once, at import, and
+# looking through four attributes per request is measurable. Bounded, in case an app makes
+# endpoints per request; only plain functions and classes (identity equality) are cached.
+_OPTIONS_CACHE: dict[object, tuple[bool, RouteOptions | None]] = {}
+_OPTIONS_CACHE_MAX: Final = 1024
+_CACHEABLE: Final = (FunctionType, type)
 
 
-def _header_items(headers: Iterable[Any]) -> Iterable[tuple[str, str]]:
-    for name, value in headers:
-        key = name.decode("latin-1") if isinstance(name, bytes) else str(name)
-        text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-        yield key.lower(), text
+def _endpoint_options(endpoint: object) -> tuple[bool, RouteOptions | None]:
+    found = _OPTIONS_CACHE.get(endpoint) if type(endpoint) in _CACHEABLE else None
+    if found is None:
+        found = endpoint_options(endpoint)
+        if type(endpoint) in _CACHEABLE and len(_OPTIONS_CACHE) < _OPTIONS_CACHE_MAX:
+            _OPTIONS_CACHE[endpoint] = found
+    return found
+
+
+def _response_headers(headers: Iterable[Any]) -> tuple[str, str, bool]:
+    """(content type lower-cased, content encoding, has content-length), from bytes or str
+    pairs, in one pass without decoding the other headers."""
+    content_type = encoding = ""
+    has_length = False
+    for raw_name, value in headers:
+        name = raw_name
+        if type(name) is not bytes:
+            name = (
+                bytes(name)
+                if isinstance(name, bytearray | memoryview)
+                else str(name).encode("latin-1", "replace")
+            )
+        size = len(name)
+        if size == 12:
+            if name.lower() == b"content-type":
+                content_type = (
+                    value.decode("latin-1") if isinstance(value, bytes) else str(value)
+                ).lower()
+        elif size == 16:
+            if name.lower() == b"content-encoding":
+                encoding = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        elif size == 14 and name.lower() == b"content-length":
+            has_length = True
+    return content_type, encoding, has_length
 
 
 class Observer:
     __slots__ = (
+        "_body_len",
+        "_body_parsed",
+        "_body_parts",
         "_content_type",
         "_emit",
         "_exempt",
@@ -47,7 +94,6 @@ class Observer:
         "_injected",
         "_match",
         "_no_body",
-        "_request_body",
         "_response",
         "_settings",
         "_start",
@@ -66,8 +112,8 @@ class Observer:
         stats: FailureStats | None = None,
         match: RouteMatch | None = None,
     ) -> None:
-        self._t0 = time.perf_counter()
-        self._start = time.time()
+        self._t0 = perf_counter()
+        self._start = time()
         self._settings = settings
         self.request = request
         self._emit = emit
@@ -76,7 +122,9 @@ class Observer:
         self._finished = False
         self._exempt = False
         self._failure: str | None = None
-        self._request_body = RequestBody(settings.max_request_body_bytes)
+        self._body_parts: list[bytes] | None = None  # the request body, up to the cap
+        self._body_len = 0  # -1: over the cap, dropped
+        self._body_parsed: Any = _UNPARSED
         self._injected = False
         self._status: int | None = None
         self._content_type = ""
@@ -89,19 +137,55 @@ class Observer:
         return self._match is not None and self._settings.max_request_body_bytes > 0
 
     def on_request_body(self, chunk: bytes) -> None:
+        """Copies ``chunk`` (by reference when it is ``bytes``) up to the request body cap;
+        past the cap the body is dropped (identity and ``message_count`` go without it)."""
         try:
-            if self.wants_request_body():
-                self._request_body.add(chunk)
+            if not chunk or self._body_len < 0 or self._body_parsed is not _UNPARSED:
+                return
+            if self._match is None:
+                return
+            self._body_len += len(chunk)
+            if self._body_len > self._settings.max_request_body_bytes:
+                self._body_len = -1
+                self._body_parts = None
+                return
+            piece = chunk if type(chunk) is bytes else bytes(chunk)  # a bytearray may change
+            if self._body_parts is None:
+                self._body_parts = [piece]
+            else:
+                self._body_parts.append(piece)
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
+
+    def request_body(self) -> Mapping[str, Any] | None:
+        """The request's JSON object, parsed once; None when empty, over the cap, not JSON or
+        not an object."""
+        parsed = self._body_parsed
+        if parsed is _UNPARSED:
+            parsed = None
+            parts = self._body_parts
+            if parts:
+                raw = parts[0] if len(parts) == 1 else b"".join(parts)
+                try:
+                    value = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    try:
+                        value = loads(raw)
+                    except ValueError:
+                        value = None
+                parsed = value if isinstance(value, dict) else None
+            self._body_parts = None
+            self._body_parsed = parsed
+        return parsed  # type: ignore[no-any-return]
 
     def may_rewrite_request(self) -> bool:
         """True when ``ensure_stream_usage`` could rewrite this request: the adapter then reads
         the whole request body before the app does."""
+        if not self._settings.ensure_stream_usage:
+            return False
         match = self._match
         return (
-            self._settings.ensure_stream_usage
-            and match is not None
+            match is not None
             and match.session_type in ("chat", "completion")
             and not self.request.path.rstrip("/").endswith("/messages")
             and self.wants_request_body()
@@ -113,7 +197,7 @@ class Observer:
         try:
             if not self.may_rewrite_request():
                 return None
-            rewritten = with_stream_usage(self._request_body.parsed())
+            rewritten = with_stream_usage(self.request_body())
             self._injected = rewritten is not None
             return rewritten
         except Exception as exc:
@@ -133,44 +217,44 @@ class Observer:
     ) -> None:
         try:
             self._status = status
-            encoding = ""
-            has_length = False
-            for name, value in _header_items(headers):
-                if name == "content-type":
-                    self._content_type = value.lower()
-                elif name == "content-encoding":
-                    encoding = value
-                elif name == "content-length":
-                    has_length = True
+            content_type, encoding, has_length = _response_headers(headers)
+            self._content_type = content_type
             if status in _NO_BODY_STATUSES:
                 self._no_body = True
             if self._match is None or self._no_body:
                 return
+            settings = self._settings
+            overrides = self.request.overrides
             self._response = ResponseBody(
-                content_type=self._content_type,
+                content_type=content_type,
                 encoding=encoding,
-                max_bytes=self._settings.max_body_bytes,
+                max_bytes=settings.max_body_bytes,
                 note=self._note,
                 # A Content-Length pins the bytes: then the extra chunk cannot be removed.
                 strip_injected_usage=self._injected and not has_length and status < 300,
+                # A custom extractor may ask about any event of a stream.
+                full_stream=not settings.builtin_extractors
+                or (overrides is not None and overrides.extractor is not None),
+                on_error=self._internal_error,
             )
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
 
-    def on_chunk(self, chunk: bytes, *, last: bool = False) -> bytes:
+    def on_chunk(self, chunk: bytes, last: bool = False) -> bytes:
         """Observe one body chunk; returns the bytes to forward (``chunk`` itself unless an
         injected usage event is being stripped). ``last`` is ASGI's ``more_body=False``."""
         response = self._response
-        if response is None or self._finished:
+        if response is None:
             return chunk
-        held = response.held()
         try:
-            return response.feed(chunk, last=last)
+            return response.feed(chunk, last)
         except Exception as exc:
-            # Forward exactly what was held plus this chunk, and stop observing.
-            response.stop_stripping()
-            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
-            return b"".join(held) + chunk if held else chunk
+            response.stop_stripping()  # observe no further
+            self._internal_error(exc)
+            return chunk
+
+    def _internal_error(self, exc: Exception) -> None:
+        failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
 
     def _note(self, reason: str, detail: str = "") -> None:
         """An expected extraction problem: counted, logged once, reported in metadata."""
@@ -187,7 +271,7 @@ class Observer:
             if route is not None:
                 self.request.route = route
             if endpoint is not None:
-                exempt, options = endpoint_options(endpoint)
+                exempt, options = _endpoint_options(endpoint)
                 self._exempt = self._exempt or exempt
                 if options is not None and self.request.overrides is None:
                     self.request.overrides = options
@@ -198,8 +282,10 @@ class Observer:
         if self._finished:
             return
         self._finished = True
+        response = self._response
+        self._response = None  # chunks after the end are not observed
         try:
-            event = self._build(cancelled, exception)
+            event = self._build(response, cancelled, exception)
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
             return
@@ -210,31 +296,62 @@ class Observer:
         except Exception as exc:
             failsafe.internal_error(failsafe.EMIT_ERROR, exc, self._stats)
 
-    def _build(self, cancelled: bool, exception: BaseException | None) -> dict[str, Any] | None:
-        duration_ms = (time.perf_counter() - self._t0) * 1000.0
+    def _build(
+        self, response: ResponseBody | None, cancelled: bool, exception: BaseException | None
+    ) -> dict[str, Any] | None:
+        duration_ms = (perf_counter() - self._t0) * 1000.0
         match = self._match
         if match is None or self._exempt:
             return None
-        seen = Seen(
-            request=self.request,
-            match=match,
-            start_time=self._start,
-            duration_ms=duration_ms,
-            status=self._status,
-            streamed=self._content_type.startswith("text/event-stream"),
-            request_body=self._request_body.parsed(),
-            cancelled=cancelled,
-            exception=exception,
-        )
-        response = self._response
+        settings = self._settings
+        request = self.request
+        request_body = self.request_body()
+        body: Any = None
+        found: Extraction | None = None
         if response is not None:
-            seen.body = response.finish(cut_short=cancelled or exception is not None)
-        seen.extraction = self._extract(seen, response)
-        seen.identity = self._settings.identity.resolve(
-            self.request, seen.request_body, self._stats
+            body = response.finish(cut_short=cancelled or exception is not None)
+            status = self._status
+            if (
+                type(body) is dict
+                and body.get("object") == "chat.completion"
+                and settings.default_extractors
+                and request.overrides is None
+                and status is not None
+                and status < 400
+                and not cancelled
+                and exception is None
+            ):
+                # The common case, one pass (the general path below gives the same event).
+                event = chat_completion_event(
+                    request,
+                    self._start,
+                    duration_ms,
+                    status,
+                    request_body,
+                    body,
+                    settings.identity.resolve(request, request_body, self._stats),
+                    self._failure,
+                )
+                if event["usage"]["source"] == "missing":
+                    failsafe.record_failure(failsafe.MISSING_USAGE, self._stats)
+                return event
+            if not response.skip and (body is not None or response.summary is not None):
+                found = self._extract(body, response, request_body)
+        event = build_event(
+            request,
+            (match.session_type, settings.session_type),
+            self._start,
+            duration_ms,
+            self._status,
+            self._content_type.startswith("text/event-stream"),
+            request_body,
+            body,
+            found,
+            settings.identity.resolve(request, request_body, self._stats),
+            self._failure,
+            cancelled,
+            exception,
         )
-        seen.failure = self._failure
-        event = build_event(seen, self._settings.session_type)
         if (
             event["usage"]["source"] == "missing"
             and event["outcome"]["status"] == "success"
@@ -253,19 +370,26 @@ class Observer:
             return ()
         return (found,)
 
-    def _extract(self, seen: Seen, response: ResponseBody | None) -> Extraction | None:
-        if response is None or response.skip:
-            return None
-        if seen.body is None and response.summary is None:
-            return None
+    def _extract(
+        self, body: Any, response: ResponseBody, request_body: Mapping[str, Any] | None
+    ) -> Extraction | None:
+        match = self._match
+        session_type = match.session_type if match is not None else None
+        overrides = self.request.overrides
+        if (
+            response.summary is None
+            and self._settings.default_extractors
+            and (overrides is None or overrides.extractor is None)
+        ):
+            return builtin_json(body, session_type)
         data = ResponseData(
             method=self.request.method,
             path=self.request.path,
-            status=seen.status or 0,
+            status=self._status or 0,
             content_type=self._content_type,
-            request_body=seen.request_body,
-            body=seen.body,
+            request_body=request_body,
+            body=body,
             stream=response.summary,
-            route_session_type=seen.match.session_type,
+            route_session_type=session_type,
         )
         return run_extractors(self._extractors(), data, self._stats, self._note)

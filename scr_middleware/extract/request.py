@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import Any
 
 from scr_middleware.routes_options import RouteOptions
 
+__all__ = ["RequestInfo", "headers_from_asgi"]
 
-@dataclass(slots=True)
-class RequestInfo:
-    """Built by the adapter for observed routes only, so it may copy headers into a dict.
 
-    ``route`` and ``overrides`` may be filled in late (Starlette resolves its route inside the
-    app), through ``Observer.set_endpoint``.
-    """
-
-    method: str
-    path: str
-    route: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
-    user_id: str | None = None  # the authenticated framework user, when the adapter knows it
-    overrides: RouteOptions | None = None
+def _text(value: object) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes | bytearray) else str(value)
 
 
 def headers_from_asgi(raw: object) -> dict[str, str]:
@@ -35,8 +25,102 @@ def headers_from_asgi(raw: object) -> dict[str, str]:
             name, value = pair
         except (TypeError, ValueError):
             continue
-        key = name.decode("latin-1") if isinstance(name, bytes) else str(name)
-        text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-        key = key.lower()
+        key = _text(name).lower()
+        text = _text(value)
         out[key] = f"{out[key]}, {text}" if key in out else text
     return out
+
+
+class RequestInfo:
+    """Built by the adapter for observed routes only: ``method``, ``path``, ``route``,
+    ``headers`` (a mapping with lower-case names), ``user_id`` (the authenticated framework
+    user, when the adapter knows it) and ``overrides`` (from ``@scr_route``).
+
+    ``route`` and ``overrides`` may be filled in late (Starlette resolves its route inside the
+    app), through ``Observer.set_endpoint``. ``from_raw`` keeps ASGI header pairs as they came
+    and decodes them only if ``headers`` is read (an ``identity_callable``); the header
+    identity sources look single names up with ``header()``, which needs no decoding.
+    """
+
+    __slots__ = ("_headers", "_raw", "method", "overrides", "path", "route", "user_id")
+
+    def __init__(  # noqa: PLR0917  (the fields of the dataclass this was, in its order)
+        self,
+        method: str,
+        path: str,
+        route: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        user_id: str | None = None,
+        overrides: RouteOptions | None = None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.route = route
+        self._headers: Mapping[str, str] | None = headers if headers is not None else {}
+        self._raw: Any = None
+        self.user_id = user_id
+        self.overrides = overrides
+
+    @classmethod
+    def from_raw(cls, method: str, path: str, raw_headers: Any, user_id: str | None) -> RequestInfo:
+        """``raw_headers``: ASGI-style ``[(name, value)]`` pairs, decoded on demand."""
+        info = cls.__new__(cls)
+        info.method = method
+        info.path = path
+        info.route = None
+        info._headers = None
+        info._raw = raw_headers
+        info.user_id = user_id
+        info.overrides = None
+        return info
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = headers_from_asgi(self._raw)
+        return headers
+
+    @headers.setter
+    def headers(self, value: Mapping[str, str]) -> None:
+        self._headers = value
+
+    def header(self, name: str, raw_name: bytes) -> str | None:
+        """One header's value (repeats joined with ", "); ``name`` is lower-case and
+        ``raw_name`` is it in latin-1 bytes."""
+        if self._headers is not None:
+            return self._headers.get(name)
+        raw = self._raw
+        size = len(raw_name)
+        found: str | None = None
+        try:
+            if type(raw) not in (list, tuple) or (raw and type(raw[0][0]) is not bytes):
+                return self.headers.get(name)  # str pairs, or none: the general decoding
+            for key, value in raw:
+                # Servers send lower-case names (ASGI); the length test keeps others cheap.
+                if len(key) == size and (key == raw_name or key.lower() == raw_name):
+                    text = _text(value)
+                    found = text if found is None else f"{found}, {text}"
+        except (TypeError, ValueError, IndexError):  # a malformed pair: decoding skips it
+            return self.headers.get(name)
+        return found
+
+    def __repr__(self) -> str:
+        return (
+            f"RequestInfo(method={self.method!r}, path={self.path!r}, route={self.route!r}, "
+            f"user_id={self.user_id!r}, overrides={self.overrides!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RequestInfo):
+            return NotImplemented
+        return (
+            self.method == other.method
+            and self.path == other.path
+            and self.route == other.route
+            and self.user_id == other.user_id
+            and self.overrides == other.overrides
+            and dict(self.headers) == dict(other.headers)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces

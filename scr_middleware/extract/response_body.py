@@ -1,9 +1,10 @@
 """The response body, as far as extraction needs it.
 
-A JSON body is decoded and accumulated up to ``max_body_bytes`` and parsed once at the end; a
-stream is parsed incrementally into a bounded ``StreamSummary`` and never stored. Expected
-problems are reported through ``note(reason, detail)``; the observer turns unexpected
-exceptions into counted internal errors.
+A JSON body is kept (references to the chunks, no copies) up to ``max_body_bytes`` and parsed
+once at the end; a stream goes through a ``StreamScanner`` into a bounded ``StreamSummary`` and
+is never stored. ``feed`` is picked once per response (plain, decoded, stripping), so a chunk
+costs one call. Expected problems are reported through ``note(reason, detail)``; the observer
+turns unexpected exceptions into counted internal errors.
 """
 
 from __future__ import annotations
@@ -11,13 +12,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from . import failsafe
 from .decoding import BodyDecoder, DecodedTooLarge, DecodeError
-from .sse import SSEParser
+from .scan import StreamScanner
 from .stream import StreamSummary, loads
 from .usage_strip import UsageStripper
 
 Note = Callable[[str, str], None]
+Feed = Callable[[bytes, bool], bytes]
+
+
+def _passthrough(chunk: bytes, last: bool = False) -> bytes:
+    return chunk
 
 
 class ResponseBody:
@@ -27,9 +35,11 @@ class ResponseBody:
         "_length",
         "_max_bytes",
         "_note",
-        "_parser",
+        "_on_error",
         "_parts",
+        "_scanner",
         "_stripper",
+        "feed",
         "skip",
         "summary",
     )
@@ -42,88 +52,133 @@ class ResponseBody:
         max_bytes: int,
         note: Note,
         strip_injected_usage: bool,
+        full_stream: bool = False,
+        on_error: Callable[[Exception], None] | None = None,
     ) -> None:
         self._content_type = content_type
         self._max_bytes = max_bytes
         self._note = note
+        self._on_error = on_error
         self._decoder: BodyDecoder | None = None
-        self._parser: SSEParser | None = None
+        self._scanner: StreamScanner | None = None
         self._stripper: UsageStripper | None = None
         self._parts: list[bytes] = []
         self._length = 0
         self.skip = False  # extraction abandoned (the reason was noted)
         self.summary: StreamSummary | None = None
-        if content_type.startswith("text/event-stream"):
+        # ``feed(chunk, last)`` observes a chunk and returns what to forward (``chunk`` itself
+        # unless stripping).
+        self.feed: Feed = _passthrough
+        streamed = content_type.startswith("text/event-stream")
+        if streamed:
             self.summary = StreamSummary()
-        try:
-            self._decoder = BodyDecoder(encoding, max_bytes)
-        except DecodeError as exc:
-            self._abandon(failsafe.UNSUPPORTED_ENCODING, str(exc))
-            return
+        if encoding and encoding.strip().lower() not in ("identity", ""):
+            try:
+                self._decoder = BodyDecoder(encoding, max_bytes)
+            except DecodeError as exc:
+                self._abandon(failsafe.UNSUPPORTED_ENCODING, str(exc))
+                return
         if self.summary is not None:
-            if strip_injected_usage and self._decoder.passthrough:
+            if strip_injected_usage and self._decoder is None:
                 self._stripper = UsageStripper(max_bytes)
-            else:
-                self._parser = SSEParser(max_line_bytes=max_bytes)
-
-    def held(self) -> list[bytes]:
-        """Bytes held back by the usage stripper (none otherwise), for the failure path."""
-        return self._stripper.parser.held() if self._stripper is not None else []
+                self.feed = self._feed_strip
+                return
+            self._scanner = StreamScanner(self.summary, max_bytes, full=full_stream)
+        if self._decoder is not None:
+            self.feed = self._feed_decoded
+        elif self._scanner is not None:
+            self.feed = self._scanner.feed
+        else:
+            self.feed = self._feed_json
 
     def stop_stripping(self) -> None:
         self._stripper = None
         self.skip = True
+        self.feed = _passthrough
 
-    def feed(self, chunk: bytes, *, last: bool) -> bytes:
-        """Observe ``chunk``; returns what to forward (``chunk`` itself unless stripping)."""
-        if self._stripper is not None and self.summary is not None:
-            return self._stripper.feed(chunk, self.summary, last=last)
-        if not chunk or self.skip or self._decoder is None:
+    # -- feeds ---------------------------------------------------------------------------
+
+    def _feed_json(self, chunk: bytes, last: bool = False) -> bytes:
+        if chunk:
+            self._length += len(chunk)
+            if self._length > self._max_bytes:
+                self._abandon(failsafe.BODY_TOO_LARGE)
+            else:
+                self._parts.append(chunk if type(chunk) is bytes else bytes(chunk))
+        return chunk
+
+    def _feed_decoded(self, chunk: bytes, last: bool = False) -> bytes:
+        if not chunk:
             return chunk
         try:
-            data = self._decoder.decode(chunk)
+            data = self._decoder.decode(chunk)  # type: ignore[union-attr]
         except DecodedTooLarge:
             self._abandon(failsafe.BODY_TOO_LARGE)
             return chunk
         except DecodeError as exc:
             self._abandon(failsafe.DECODE_ERROR, str(exc))
             return chunk
-        if self.summary is not None and self._parser is not None:
-            for event in self._parser.feed(data):
-                self.summary.add(event)
+        if not data:
+            return chunk
+        if self._scanner is not None:
+            self._scanner.feed(data)
             return chunk
         self._length += len(data)
         if self._length > self._max_bytes:
             self._abandon(failsafe.BODY_TOO_LARGE)
         else:
-            self._parts.append(data if type(data) is bytes else bytes(data))
+            self._parts.append(data)
         return chunk
+
+    def _feed_strip(self, chunk: bytes, last: bool = False) -> bytes:
+        stripper = self._stripper
+        assert stripper is not None
+        assert self.summary is not None
+        held = stripper.parser.held()
+        try:
+            return stripper.feed(chunk, self.summary, last=last)
+        except Exception as exc:
+            # Forward exactly what was held plus this chunk, and stop observing.
+            self.stop_stripping()
+            if self._on_error is None:
+                raise
+            self._on_error(exc)
+            return b"".join(held) + chunk if held else chunk
 
     def _abandon(self, reason: str, detail: str = "") -> None:
         self.skip = True
         self._parts.clear()
-        self._parser = None
+        self._scanner = None
+        self.feed = _passthrough
         self._note(reason, detail)
+
+    # -- end -----------------------------------------------------------------------------
 
     def finish(self, *, cut_short: bool) -> Any:
         """The parsed JSON body (None for streams, empty or unusable bodies). ``cut_short``:
         the client left or the app raised, so an unfinished stream is not a failure."""
         if self.skip:
             return None
-        if not cut_short and self._decoder is not None and not self._decoder.finished_cleanly():
+        decoder = self._decoder
+        if not cut_short and decoder is not None and not decoder.finished_cleanly():
             # A gzip/deflate body that stops mid-stream: say so, then extract what arrived.
             self._note(failsafe.DECODE_ERROR, "compressed body ended before its end marker")
         if self.summary is not None:
             self._finish_stream(self.summary, cut_short)
             return None
-        if not self._parts:
+        parts = self._parts
+        if not parts:
             return None
-        raw = b"".join(self._parts)
-        self._parts.clear()
+        raw = parts[0] if len(parts) == 1 else b"".join(parts)
+        parts.clear()
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
         if not raw.strip():
             return None
         try:
-            return loads(raw)
+            return loads(raw)  # invalid UTF-8 inside strings: replaced, not fatal
         except ValueError:
             looks_json = "json" in self._content_type or raw.lstrip()[:1] in (b"{", b"[")
             self._note(failsafe.INVALID_JSON if looks_json else failsafe.NON_JSON_BODY, "")
@@ -133,9 +188,9 @@ class ResponseBody:
         if self._stripper is not None:
             self._stripper.release()  # bytes still held were never due: the app stopped
             truncated = self._stripper.truncated or self._stripper.parser.overflowed
-        elif self._parser is not None:
-            complete = summary.add_final(self._parser.close())
-            truncated = self._parser.overflowed or not complete
+        elif self._scanner is not None:
+            complete = self._scanner.finish()
+            truncated = self._scanner.parser.overflowed or not complete
         else:
             return
         if cut_short:

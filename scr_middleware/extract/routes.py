@@ -71,21 +71,30 @@ def _compile(patterns: Sequence[str], key: str) -> re.Pattern[str] | None:
     return re.compile("|".join(parts))
 
 
+# Matched paths are remembered (an app serves a handful), up to this many; past it, new paths
+# are matched the long way, so a client inventing paths cannot grow the cache.
+_CACHE_MAX: Final = 256
+
+
 class RouteMatcher:
     """Compiled once from ``middleware.include_routes`` / ``exclude_routes``."""
 
-    __slots__ = ("_exclude", "_include", "_suffixes")
+    __slots__ = ("_cache", "_exclude", "_include", "_suffixes")
 
     def __init__(self, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> None:
         self._include = _compile(include, "middleware.include_routes")
         self._exclude = _compile(exclude, "middleware.exclude_routes")
         self._suffixes = _SUFFIX_TUPLE
+        self._cache: dict[str, RouteMatch] = {}
 
     def match(self, path: str) -> RouteMatch | None:
         include = self._include
         if include is None:
             if not path.endswith(self._suffixes):
                 return None
+            found = self._cache.get(path)
+            if found is not None:
+                return found
             found = _default_match(path)
         else:
             hit = include.search(path)
@@ -94,4 +103,6 @@ class RouteMatcher:
             found = _default_match(path) or _CUSTOM
         if found is not None and self._exclude is not None and self._exclude.search(path):
             return None
+        if found is not None and include is None and len(self._cache) < _CACHE_MAX:
+            self._cache[path] = found  # (dict writes are atomic: threads may race harmlessly)
         return found

@@ -15,7 +15,14 @@ from typing import Any, cast
 from scr_middleware.config_model import MiddlewareConfig
 from scr_middleware.errors import ConfigError
 
-from .extractors import Extractor, load_object, resolve_extractor, resolve_extractors
+from .extractors import (
+    Extractor,
+    all_builtin,
+    is_default_chain,
+    load_object,
+    resolve_extractor,
+    resolve_extractors,
+)
 from .identity import IdentityCallable, IdentityResolver, parse_sources
 from .routes import RouteMatch, RouteMatcher
 
@@ -39,6 +46,10 @@ class ObserverSettings:
     max_request_body_bytes: int = 1024 * 1024
     ensure_stream_usage: bool = False
     session_type: str | None = None
+    # Derived from ``extractors`` (``__post_init__``): the built-in chain can be short-cut for
+    # JSON bodies, and built-in extractors only need a skim of a stream.
+    default_extractors: bool = field(default=True, init=False)
+    builtin_extractors: bool = field(default=True, init=False)
     # Extractors named by @scr_route(extractor="pkg.mod:fn"), resolved on first use.
     _route_extractors: dict[str, Extractor | None] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -82,6 +93,8 @@ class ObserverSettings:
     def __post_init__(self) -> None:
         if not self.extractors:
             object.__setattr__(self, "extractors", resolve_extractors(()))
+        object.__setattr__(self, "default_extractors", is_default_chain(self.extractors))
+        object.__setattr__(self, "builtin_extractors", all_builtin(self.extractors))
 
     def match(self, path: str) -> RouteMatch | None:
         """None when the path is not observed (or the middleware is disabled)."""
@@ -91,9 +104,9 @@ class ObserverSettings:
 
     def observes(self, method: str, path: str) -> RouteMatch | None:
         """``match`` restricted to the methods that create sessions: the adapters' gate."""
-        if method not in OBSERVED_METHODS:
+        if method not in OBSERVED_METHODS or not self.enabled:
             return None
-        return self.match(path)
+        return self.routes.match(path)
 
     def route_extractor(self, spec: str | Callable[..., Any]) -> Extractor | None:
         """The extractor named by a route decorator; None (counted by the caller) if it

@@ -67,6 +67,11 @@ class SSEParser:
         """True while a block is unfinished (no blank line yet)."""
         return bool(self._partial or self._data or self._event or self._discard)
 
+    @property
+    def at_boundary(self) -> bool:
+        """Between blocks: nothing pending, and no CR that a leading LF could complete."""
+        return not (self._partial or self._data or self._event or self._discard or self._skip_lf)
+
     def held(self) -> list[bytes]:
         """keep_raw mode: a snapshot of the bytes held for the unfinished block."""
         return list(self._raw)
@@ -117,6 +122,9 @@ class SSEParser:
                         self._raw.append(b"\n")
                     else:  # the CR ended a block that was already returned
                         out.append(SSEEvent("", None, None, b"\n", continuation=True))
+        if not self._keep_raw and 13 not in chunk:  # LF line ends only: split in C
+            self._feed_lf(chunk[pos:] if pos else chunk, out)
+            return out
         size = len(chunk)
         while pos < size:
             match = _EOL.search(chunk, pos)
@@ -139,6 +147,27 @@ class SSEParser:
                 self._line(line, out)
             pos = end
         return out
+
+    def _feed_lf(self, chunk: bytes, out: list[SSEEvent]) -> None:
+        lines = chunk.split(b"\n")
+        rest = lines.pop()  # after the last LF: an unterminated line, or b""
+        data = self._data
+        for piece in lines:
+            line = piece
+            if self._partial:
+                line = b"".join(self._partial) + piece
+                self._partial.clear()
+                self._partial_len = 0
+            if self._discard:
+                self._discard = False
+            elif not line:
+                self._dispatch(out)
+            elif line[:6] == b"data: ":  # the common line, without the general parse
+                data.append(line[6:])
+            else:
+                self._line(line, out)
+        if rest:
+            self._hold(rest)
 
     def _hold(self, piece: bytes) -> None:
         if self._keep_raw:

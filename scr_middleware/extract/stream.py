@@ -34,7 +34,7 @@ def _has_usage(payload: dict[str, Any]) -> bool:
         return True
     for key in ("response", "message"):  # Responses API and Anthropic message_start nest it
         inner = payload.get(key)
-        if isinstance(inner, dict) and inner.get("usage") is not None:
+        if type(inner) is dict and inner.get("usage") is not None:
             return True
     return False
 
@@ -61,17 +61,20 @@ class StreamSummary:
             self.done = True
             return None
         try:
-            payload = loads(data)
+            payload = orjson.loads(data)
         except orjson.JSONDecodeError:
-            self.invalid += 1
-            return None
-        if not isinstance(payload, dict):
+            try:
+                payload = loads(data)  # invalid UTF-8 inside strings: replaced
+            except orjson.JSONDecodeError:
+                self.invalid += 1
+                return None
+        if type(payload) is not dict:
             self.invalid += 1
             return None
         kind = payload.get("type")
-        if not isinstance(kind, str):
+        if type(kind) is not str:
             kind = payload.get("object")
-            if not isinstance(kind, str):
+            if type(kind) is not str:
                 kind = event.event
         if self.error is None and (
             kind == "error"

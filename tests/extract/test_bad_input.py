@@ -215,7 +215,7 @@ def test_each_reason_is_logged_once_not_per_request(stats: RuntimeStats) -> None
 
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
+    handler.emit = records.append  # type: ignore[method-assign,assignment]
     logger = logging.getLogger("scr_middleware.extract")
     logger.addHandler(handler)
     old_level = logger.level

@@ -28,7 +28,7 @@ def _body(case: Path) -> Path:
 
 def _check(expected: dict[str, Any], event: dict[str, Any]) -> None:
     for key, want in expected.items():
-        got = event.get(key)
+        got: Any = event.get(key)
         if key in ("usage", "outcome", "metadata") and isinstance(want, dict):
             assert present(got) == present(want), key
         elif key == "request":

@@ -6,7 +6,7 @@ from scr_middleware.extract.sse import SSEParser
 
 
 def _feed(parser: SSEParser, *chunks: bytes) -> list[tuple[str, bytes | None]]:
-    out = []
+    out: list[tuple[str, bytes | None]] = []
     for chunk in chunks:
         out.extend((e.event, e.data) for e in parser.feed(chunk))
     return out

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, cast
 
 from scr_middleware.errors import ConfigError
 
-from .anthropic import AnthropicMessagesExtractor
+from .anthropic import AnthropicMessagesExtractor, message_json
 from .base import (
     SKIP,
     Extraction,
@@ -22,6 +22,9 @@ from .openai import (
     OpenAICompletionExtractor,
     OpenAIEmbeddingExtractor,
     OpenAIResponsesExtractor,
+    choices_json,
+    embedding_json,
+    responses_json,
 )
 
 BUILTIN: Final[dict[str, Callable[[], Extractor]]] = {
@@ -33,8 +36,43 @@ BUILTIN: Final[dict[str, Callable[[], Extractor]]] = {
 }
 
 
+_DEFAULT_TYPES: Final = tuple(BUILTIN.values())
+
+
 def default_extractors() -> tuple[Extractor, ...]:
     return tuple(factory() for factory in BUILTIN.values())
+
+
+def is_default_chain(extractors: Sequence[Extractor]) -> bool:
+    """The built-in extractors, all of them, in their default order (``builtin_json`` may
+    stand in for running them)."""
+    return tuple(type(e) for e in extractors) == _DEFAULT_TYPES
+
+
+def all_builtin(extractors: Sequence[Extractor]) -> bool:
+    """Only built-in extractors: they read few stream events (see ``scan.StreamScanner``)."""
+    return all(type(e) in _DEFAULT_TYPES for e in extractors)
+
+
+def builtin_json(body: Any, route_session_type: str | None) -> Extraction | None:
+    """What the default chain answers for a JSON body, without building ``ResponseData`` and
+    asking five extractors: their shapes are told apart by ``object`` (then ``type``)."""
+    if type(body) is not dict and not isinstance(body, Mapping):
+        return None
+    kind = body.get("object")
+    if kind == "chat.completion":
+        return choices_json(body, "chat")
+    if kind == "text_completion":
+        return choices_json(body, "completion")
+    if kind == "list":
+        found = embedding_json(body, route_session_type)
+        if found is not None:
+            return found
+    elif kind == "response":
+        return responses_json(body)
+    if body.get("type") == "message":
+        return message_json(body)
+    return None
 
 
 def load_object(spec: str, key: str) -> Any:
@@ -91,8 +129,11 @@ __all__ = [
     "OpenAIResponsesExtractor",
     "ResponseData",
     "SkipType",
+    "all_builtin",
+    "builtin_json",
     "default_extractors",
     "error_type_of",
+    "is_default_chain",
     "load_object",
     "resolve_extractor",
     "resolve_extractors",

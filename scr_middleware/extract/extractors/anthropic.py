@@ -56,6 +56,16 @@ def anthropic_usage(raw: Mapping[str, int]) -> dict[str, int] | None:
     return usage or None
 
 
+def message_json(body: Mapping[str, Any]) -> Extraction:
+    """A Messages API JSON body (its ``type`` already checked)."""
+    return Extraction(
+        session_type="chat",
+        session_id=text(body.get("id")),
+        model=text(body.get("model")),
+        usage=anthropic_usage(_merge(body.get("usage"), None)),
+    )
+
+
 class AnthropicMessagesExtractor:
     def __call__(self, response: ResponseData, /) -> Extraction | SkipType:
         stream = response.stream
@@ -63,12 +73,7 @@ class AnthropicMessagesExtractor:
             body = response.body
             if not isinstance(body, Mapping) or body.get("type") != "message":
                 return SKIP
-            return Extraction(
-                session_type="chat",
-                session_id=text(body.get("id")),
-                model=text(body.get("model")),
-                usage=anthropic_usage(_merge(body.get("usage"), None)),
-            )
+            return message_json(body)
         start = stream.first("message_start")
         if start is None:
             return SKIP

@@ -79,10 +79,14 @@ def count(value: Any) -> int | None:
 
 
 def text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    return value if (type(value) is str or isinstance(value, str)) and value else None
 
 
 def put(usage: dict[str, int], key: str, value: Any) -> None:
+    if type(value) is int:  # the common case, without the call
+        if value >= 0:
+            usage[key] = value
+        return
     counted = count(value)
     if counted is not None:
         usage[key] = counted

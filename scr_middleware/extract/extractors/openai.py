@@ -13,25 +13,97 @@ from typing import Any
 
 from .base import SKIP, Extraction, ResponseData, SkipType, error_type_of, put, text
 
+_ABSENT: Any = object()
+
+
+def _is_mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)
+
 
 def openai_usage(raw: Any) -> dict[str, int] | None:
     """Chat/completions/embeddings (``prompt_tokens``...) and Responses (``input_tokens``...)
     usage, with ``*_details`` counts, in canonical names."""
-    if not isinstance(raw, Mapping):
+    if not _is_mapping(raw):
         return None
+    get = raw.get
     usage: dict[str, int] = {}
-    put(usage, "input_tokens", raw.get("prompt_tokens", raw.get("input_tokens")))
-    put(usage, "output_tokens", raw.get("completion_tokens", raw.get("output_tokens")))
-    put(usage, "total_tokens", raw.get("total_tokens"))
-    details_in = raw.get("prompt_tokens_details") or raw.get("input_tokens_details")
-    if isinstance(details_in, Mapping):
-        put(usage, "cached_input_tokens", details_in.get("cached_tokens"))
-        put(usage, "audio_input_tokens", details_in.get("audio_tokens"))
-    details_out = raw.get("completion_tokens_details") or raw.get("output_tokens_details")
-    if isinstance(details_out, Mapping):
-        put(usage, "reasoning_tokens", details_out.get("reasoning_tokens"))
-        put(usage, "audio_output_tokens", details_out.get("audio_tokens"))
+    # The three counts inline (ints in practice); ``put`` handles anything else.
+    value = get("prompt_tokens", _ABSENT)
+    if value is _ABSENT:
+        value = get("input_tokens")
+    if type(value) is int and value >= 0:
+        usage["input_tokens"] = value
+    elif value is not None:
+        put(usage, "input_tokens", value)
+    value = get("completion_tokens", _ABSENT)
+    if value is _ABSENT:
+        value = get("output_tokens")
+    if type(value) is int and value >= 0:
+        usage["output_tokens"] = value
+    elif value is not None:
+        put(usage, "output_tokens", value)
+    value = get("total_tokens")
+    if type(value) is int and value >= 0:
+        usage["total_tokens"] = value
+    elif value is not None:
+        put(usage, "total_tokens", value)
+    details = get("prompt_tokens_details") or get("input_tokens_details")
+    if details is not None and _is_mapping(details):
+        put(usage, "cached_input_tokens", details.get("cached_tokens"))
+        put(usage, "audio_input_tokens", details.get("audio_tokens"))
+    details = get("completion_tokens_details") or get("output_tokens_details")
+    if details is not None and _is_mapping(details):
+        put(usage, "reasoning_tokens", details.get("reasoning_tokens"))
+        put(usage, "audio_output_tokens", details.get("audio_tokens"))
     return usage or None
+
+
+def choices_json(body: Mapping[str, Any], session_type: str) -> Extraction:
+    """A chat.completion / text_completion JSON body (its ``object`` already checked)."""
+    return Extraction(
+        session_type,
+        text(body.get("id")),
+        text(body.get("model")),
+        openai_usage(body.get("usage")),
+    )
+
+
+def embedding_json(body: Mapping[str, Any], route_session_type: str | None) -> Extraction | None:
+    """An embeddings ``list`` body (its ``object`` already checked), or None: not one."""
+    data = body.get("data")
+    first = data[0] if isinstance(data, list) and data else None
+    is_embedding = isinstance(first, Mapping) and first.get("object") == "embedding"
+    if not is_embedding and route_session_type != "embedding":
+        return None
+    usage = openai_usage(body.get("usage"))
+    if usage is not None and "input_tokens" in usage:
+        usage.setdefault("output_tokens", 0)  # embeddings produce no output tokens
+    return Extraction(
+        session_type="embedding",
+        session_id=text(body.get("id")),
+        model=text(body.get("model")),
+        usage=usage,
+        metadata={"embeddings": len(data)} if isinstance(data, list) else {},
+    )
+
+
+def responses_json(body: Mapping[str, Any]) -> Extraction:
+    """A Responses API ``response`` object (a JSON body, or a streamed event's ``response``)."""
+    result = Extraction(
+        session_type="response",
+        session_id=text(body.get("id")),
+        model=text(body.get("model")),
+        usage=openai_usage(body.get("usage")),
+    )
+    status = body.get("status")
+    if status == "failed":
+        result.status = "error"
+        result.error_type = error_type_of(body) or "response_failed"
+    elif status == "incomplete":
+        details = body.get("incomplete_details")
+        reason = text(details.get("reason")) if isinstance(details, Mapping) else None
+        result.metadata["incomplete_reason"] = reason or "unknown"
+    return result
 
 
 class _ChoicesExtractor:
@@ -45,14 +117,9 @@ class _ChoicesExtractor:
         stream = response.stream
         if stream is None:
             body = response.body
-            if not isinstance(body, Mapping) or body.get("object") != self.object_name:
+            if not _is_mapping(body) or body.get("object") != self.object_name:
                 return SKIP
-            return Extraction(
-                session_type=self.session_type,
-                session_id=text(body.get("id")),
-                model=text(body.get("model")),
-                usage=openai_usage(body.get("usage")),
-            )
+            return choices_json(body, self.session_type)
         first = stream.first(self.chunk_name)
         if first is None:
             return SKIP
@@ -86,23 +153,10 @@ class OpenAICompletionExtractor(_ChoicesExtractor):
 class OpenAIEmbeddingExtractor:
     def __call__(self, response: ResponseData, /) -> Extraction | SkipType:
         body = response.body
-        if not isinstance(body, Mapping) or body.get("object") != "list":
+        if not _is_mapping(body) or body.get("object") != "list":
             return SKIP
-        data = body.get("data")
-        first = data[0] if isinstance(data, list) and data else None
-        is_embedding = isinstance(first, Mapping) and first.get("object") == "embedding"
-        if not is_embedding and response.route_session_type != "embedding":
-            return SKIP
-        usage = openai_usage(body.get("usage"))
-        if usage is not None and "input_tokens" in usage:
-            usage.setdefault("output_tokens", 0)  # embeddings produce no output tokens
-        return Extraction(
-            session_type="embedding",
-            session_id=text(body.get("id")),
-            model=text(body.get("model")),
-            usage=usage,
-            metadata={"embeddings": len(data)} if isinstance(data, list) else {},
-        )
+        found = embedding_json(body, response.route_session_type)
+        return SKIP if found is None else found
 
 
 _TERMINAL = ("response.completed", "response.incomplete", "response.failed")
@@ -113,36 +167,18 @@ class OpenAIResponsesExtractor:
         stream = response.stream
         if stream is None:
             body = response.body
-            if not isinstance(body, Mapping) or body.get("object") != "response":
+            if not _is_mapping(body) or body.get("object") != "response":
                 return SKIP
-            return self._from_response(body)
+            return responses_json(body)
         terminal = stream.last(*_TERMINAL)
         started = stream.first("response.created", "response.in_progress")
         if terminal is None and started is None:
             return SKIP
         inner = (terminal or started or {}).get("response")
-        result = self._from_response(inner if isinstance(inner, Mapping) else {})
+        result = responses_json(inner if isinstance(inner, Mapping) else {})
         if terminal is None:
             result.usage = None  # only the terminal event carries the final usage
             if stream.error is not None:
                 result.status = "error"
                 result.error_type = error_type_of(stream.error) or "stream_error"
-        return result
-
-    @staticmethod
-    def _from_response(body: Mapping[str, Any]) -> Extraction:
-        result = Extraction(
-            session_type="response",
-            session_id=text(body.get("id")),
-            model=text(body.get("model")),
-            usage=openai_usage(body.get("usage")),
-        )
-        status = body.get("status")
-        if status == "failed":
-            result.status = "error"
-            result.error_type = error_type_of(body) or "response_failed"
-        elif status == "incomplete":
-            details = body.get("incomplete_details")
-            reason = text(details.get("reason")) if isinstance(details, Mapping) else None
-            result.metadata["incomplete_reason"] = reason or "unknown"
         return result
