@@ -38,7 +38,7 @@ class SharedRuntime:
     def capture(self, event: dict[str, Any]) -> object:
         from scr_middleware.runtime import get_runtime
 
-        return get_runtime().capture(event)
+        return get_runtime().capture_nowait(event)
 
     def flush(self, timeout: float | None = None) -> bool:
         from scr_middleware.runtime import get_runtime
@@ -76,7 +76,11 @@ class Binding:
             settings = dataclasses.replace(settings, enabled=False)
         self.settings = settings
         self._sink = sink
-        self.capture: Callable[[dict[str, Any]], object] = sink.capture
+        # Nobody awaits a middleware event: skip the receipt (capture_nowait) where the
+        # runtime offers it (a user-supplied runtime-like object may only have capture).
+        self.capture: Callable[[dict[str, Any]], object] = getattr(
+            sink, "capture_nowait", sink.capture
+        )
         self.stats = failsafe.StatsOf(sink)
 
     def flush(self, timeout: float | None = None) -> bool:
