@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from scr_middleware import runtime as _runtime
 from scr_middleware.extract import failsafe
 from scr_middleware.extract.observer import Observer
 from scr_middleware.extract.request import RequestInfo
@@ -25,25 +26,20 @@ ConfigSource = str | os.PathLike[str] | MutableMapping[str, Any] | None
 
 
 class SharedRuntime:
-    """The process-wide runtime, looked up per use: ``configure()`` may replace it."""
+    """The process-wide runtime, looked up per use: ``configure()`` may replace it. (Through
+    the module attribute, not an import statement per event.)"""
 
     __slots__ = ()
 
     @property
     def stats(self) -> Any:
-        from scr_middleware.runtime import get_runtime
+        return _runtime.get_runtime().stats
 
-        return get_runtime().stats
-
-    def capture(self, event: dict[str, Any]) -> object:
-        from scr_middleware.runtime import get_runtime
-
-        return get_runtime().capture_nowait(event)
+    def capture(self, event: dict[str, Any]) -> None:
+        _runtime.get_runtime().capture_nowait(event)
 
     def flush(self, timeout: float | None = None) -> bool:
-        from scr_middleware.runtime import get_runtime
-
-        return get_runtime().flush(timeout)
+        return _runtime.get_runtime().flush(timeout)
 
 
 class Binding:

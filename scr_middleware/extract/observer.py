@@ -225,17 +225,23 @@ class Observer:
                 return
             settings = self._settings
             overrides = self.request.overrides
+            if not content_type.startswith("text/event-stream") and not self._injected:
+                self._response = ResponseBody(
+                    content_type, encoding, settings.max_body_bytes, self._note
+                )
+                return
             self._response = ResponseBody(
-                content_type=content_type,
-                encoding=encoding,
-                max_bytes=settings.max_body_bytes,
-                note=self._note,
+                content_type,
+                encoding,
+                settings.max_body_bytes,
+                self._note,
+                content_type.startswith("text/event-stream"),
                 # A Content-Length pins the bytes: then the extra chunk cannot be removed.
-                strip_injected_usage=self._injected and not has_length and status < 300,
+                self._injected and not has_length and status < 300,
                 # A custom extractor may ask about any event of a stream.
-                full_stream=not settings.builtin_extractors
+                not settings.builtin_extractors
                 or (overrides is not None and overrides.extractor is not None),
-                on_error=self._internal_error,
+                self._internal_error,
             )
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)

@@ -29,50 +29,45 @@ def _passthrough(chunk: bytes, last: bool = False) -> bytes:
 
 
 class ResponseBody:
-    __slots__ = (
-        "_content_type",
-        "_decoder",
-        "_length",
-        "_max_bytes",
-        "_note",
-        "_on_error",
-        "_parts",
-        "_scanner",
-        "_stripper",
-        "feed",
-        "skip",
-        "summary",
-    )
+    """``feed(chunk, last)`` observes a chunk and returns what to forward (``chunk`` itself
+    unless stripping); ``finish`` ends it. One per observed response, built on the request
+    path: the state a JSON body does not use stays on the class."""
 
-    def __init__(
+    _decoder: BodyDecoder | None = None
+    _scanner: StreamScanner | None = None
+    _stripper: UsageStripper | None = None
+    _on_error: Callable[[Exception], None] | None = None
+    _length = 0
+    skip = False  # extraction abandoned (the reason was noted)
+    summary: StreamSummary | None = None
+
+    def __init__(  # noqa: PLR0917  (once per response: positional is cheaper)
         self,
-        *,
         content_type: str,
         encoding: str,
         max_bytes: int,
         note: Note,
-        strip_injected_usage: bool,
+        streamed: bool = False,
+        strip_injected_usage: bool = False,
         full_stream: bool = False,
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
         self._content_type = content_type
         self._max_bytes = max_bytes
         self._note = note
-        self._on_error = on_error
-        self._decoder: BodyDecoder | None = None
-        self._scanner: StreamScanner | None = None
-        self._stripper: UsageStripper | None = None
         self._parts: list[bytes] = []
-        self._length = 0
-        self.skip = False  # extraction abandoned (the reason was noted)
-        self.summary: StreamSummary | None = None
-        # ``feed(chunk, last)`` observes a chunk and returns what to forward (``chunk`` itself
-        # unless stripping).
-        self.feed: Feed = _passthrough
-        streamed = content_type.startswith("text/event-stream")
+        if on_error is not None:
+            self._on_error = on_error
+        if encoding or streamed:
+            self._set_up(encoding, streamed, strip_injected_usage, full_stream)
+
+    def _set_up(
+        self, encoding: str, streamed: bool, strip_injected_usage: bool, full_stream: bool
+    ) -> None:
+        max_bytes = self._max_bytes
         if streamed:
             self.summary = StreamSummary()
-        if encoding and encoding.strip().lower() not in ("identity", ""):
+        if encoding.strip().lower() not in ("identity", ""):
             try:
                 self._decoder = BodyDecoder(encoding, max_bytes)
             except DecodeError as exc:
@@ -88,8 +83,6 @@ class ResponseBody:
             self.feed = self._feed_decoded
         elif self._scanner is not None:
             self.feed = self._scanner.feed
-        else:
-            self.feed = self._feed_json
 
     def stop_stripping(self) -> None:
         self._stripper = None
@@ -106,6 +99,9 @@ class ResponseBody:
             else:
                 self._parts.append(chunk if type(chunk) is bytes else bytes(chunk))
         return chunk
+
+    # A plain JSON body's feed; the other kinds of body replace it on the instance.
+    feed: Callable[..., bytes] = _feed_json
 
     def _feed_decoded(self, chunk: bytes, last: bool = False) -> bytes:
         if not chunk:
