@@ -38,6 +38,8 @@ promtool: .tools/promtool
 test: lint typecheck pytest
 
 bench: $(STAMP)
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null 2>&1 || \
+	  echo "wrk unavailable: the servers benchmark uses its asyncio load generator"
 	$(BIN)/python -m benchmarks
 
 clean:
