@@ -19,7 +19,6 @@ from .extract import failsafe
 from .extract.binding import Binding
 from .extract.observer import Observer
 from .extract.request import RequestInfo
-from .extract.routes import RouteMatch
 
 if TYPE_CHECKING:
     from .runtime import SessionCompletionRuntime
@@ -83,6 +82,7 @@ class SessionCompletionMiddleware:
         self._binding = Binding(config, runtime)
         self.settings = self._binding.settings
         self._stats = self._binding.stats
+        self._observes = self.settings.observes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,13 +90,22 @@ class SessionCompletionMiddleware:
                 receive = self._lifespan_receive(receive)
             await self.app(scope, receive, send)
             return
-        match = self.settings.observes(scope.get("method", ""), scope.get("path", ""))
+        match = self._observes(scope.get("method", ""), scope.get("path", ""))
         if match is None:
             await self.app(scope, receive, send)
             return
-        responder = _Responder(self, scope, receive, send)
+        responder = _Responder()
+        responder.scope = scope
+        responder.receive = receive
+        responder.send = send
         try:
-            observer = responder.start(match)
+            request = RequestInfo.from_raw(
+                scope.get("method", ""),
+                scope.get("path", ""),
+                scope.get("headers"),
+                _user_id(scope) if "user" in scope else None,
+            )
+            responder.observer = observer = self._binding.observer(request, match)
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
             await self.app(scope, receive, send)
@@ -130,44 +139,18 @@ class SessionCompletionMiddleware:
 
 
 class _Responder:
-    """One request's state: its observer and where the response is in its lifecycle."""
+    """One request's state: its observer and where the response is in its lifecycle. Set
+    up by the middleware; the flags start from the class defaults (no stores per request)."""
 
-    __slots__ = (
-        "body_done",
-        "complete",
-        "disconnected",
-        "middleware",
-        "observer",
-        "receive",
-        "resolved",
-        "scope",
-        "send",
-        "trailers",
-    )
-
-    def __init__(
-        self, middleware: SessionCompletionMiddleware, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        self.middleware = middleware
-        self.scope = scope
-        self.receive = receive
-        self.send = send
-        self.trailers = False  # http.response.start announced trailers
-        self.body_done = False  # the last body message went out
-        self.complete = False  # the response ended and the observer finished
-        self.disconnected = False
-        self.resolved = False  # endpoint, route and user were read from the scope
-
-    def start(self, match: RouteMatch) -> Observer:
-        scope = self.scope
-        request = RequestInfo.from_raw(
-            scope.get("method", ""),
-            scope.get("path", ""),
-            scope.get("headers"),
-            _user_id(scope) if "user" in scope else None,
-        )
-        self.observer = observer = self.middleware._binding.observer(request, match)
-        return observer
+    scope: Scope
+    receive: Receive
+    send: Send
+    observer: Observer
+    trailers = False  # http.response.start announced trailers
+    body_done = False  # the last body message went out
+    complete = False  # the response ended and the observer finished
+    disconnected = False
+    resolved = False  # endpoint, route and user were read from the scope
 
     def failed(self, exc: BaseException) -> None:
         """The app raised (or was cancelled)."""
@@ -252,7 +235,7 @@ class _Responder:
             if endpoint is not None or route is not None:
                 observer.set_endpoint(endpoint, route if isinstance(route, str) else None)
         except Exception as exc:
-            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.middleware._stats)
+            self.observer.internal_error(exc)
 
     async def _read_ahead(self) -> Receive:
         """``ensure_stream_usage``: read the whole request body before the app does, so it can

@@ -223,7 +223,12 @@ def chat_completion_event(  # noqa: PLR0917  (the hot path: positional is cheape
         "metadata": metadata,
     }
     if request_body is not None:
-        count = message_count(request_body)
-        if count is not None:
-            event["message_count"] = count
+        # message_count(), inline: the first of messages/input that is a list
+        messages = request_body.get("messages")
+        if type(messages) is list:
+            event["message_count"] = len(messages)
+        else:
+            count = message_count(request_body)
+            if count is not None:
+                event["message_count"] = count
     return event

@@ -90,24 +90,29 @@ def _first(steps: tuple[Step, ...], request: RequestInfo, body: Any) -> str | No
     for kind, arg in steps:
         if kind == _FRAMEWORK:
             value = request.user_id
-        elif kind == _HEADER:
-            value = _identifier(request.header(arg[0], arg[1]))
+            if value is not None:
+                return value
+            continue
+        if kind == _HEADER:
+            value = request.header(arg[0], arg[1])
         elif kind == _BODY_KEY:
-            value = (
-                _identifier(body.get(arg))
-                if type(body) is dict or isinstance(body, Mapping)
-                else None
-            )
+            if type(body) is not dict and not isinstance(body, Mapping):
+                continue
+            value = body.get(arg)
         else:
-            current: Any = body
+            value = body
             for part in arg:
-                if type(current) is not dict and not isinstance(current, Mapping):
-                    current = None
+                if type(value) is not dict and not isinstance(value, Mapping):
+                    value = None
                     break
-                current = current.get(part)
-            value = _identifier(current)
-        if value is not None:
-            return value
+                value = value.get(part)
+        if type(value) is str:  # _identifier(), inline for the common case
+            if value:
+                return value
+        elif value is not None:
+            found = _identifier(value)
+            if found is not None:
+                return found
     return None
 
 

@@ -54,31 +54,14 @@ def _endpoint_options(endpoint: object) -> tuple[bool, RouteOptions | None]:
     return found
 
 
-def _response_headers(headers: Iterable[Any]) -> tuple[str, str, bool]:
-    """(content type lower-cased, content encoding, has content-length), from bytes or str
-    pairs, in one pass without decoding the other headers."""
-    content_type = encoding = ""
-    has_length = False
-    for raw_name, value in headers:
-        name = raw_name
-        if type(name) is not bytes:
-            name = (
-                bytes(name)
-                if isinstance(name, bytearray | memoryview)
-                else str(name).encode("latin-1", "replace")
-            )
-        size = len(name)
-        if size == 12:
-            if name.lower() == b"content-type":
-                content_type = (
-                    value.decode("latin-1") if isinstance(value, bytes) else str(value)
-                ).lower()
-        elif size == 16:
-            if name.lower() == b"content-encoding":
-                encoding = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-        elif size == 14 and name.lower() == b"content-length":
-            has_length = True
-    return content_type, encoding, has_length
+def _name_bytes(name: object) -> bytes:
+    if isinstance(name, bytearray | memoryview):
+        return bytes(name)
+    return str(name).encode("latin-1", "replace")
+
+
+def _text(value: object) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else str(value)
 
 
 class Observer:
@@ -217,31 +200,47 @@ class Observer:
     ) -> None:
         try:
             self._status = status
-            content_type, encoding, has_length = _response_headers(headers)
+            content_type = encoding = ""
+            has_length = False
+            for raw_name, value in headers:  # three names, bytes or str, any case
+                name = raw_name if type(raw_name) is bytes else _name_bytes(raw_name)
+                size = len(name)
+                if size == 12:
+                    if name == b"content-type" or name.lower() == b"content-type":
+                        content_type = (
+                            value.decode("latin-1") if type(value) is bytes else _text(value)
+                        ).lower()
+                elif size == 14:
+                    has_length = (
+                        has_length or name == b"content-length" or name.lower() == b"content-length"
+                    )
+                elif size == 16 and name.lower() == b"content-encoding":
+                    encoding = _text(value)
             self._content_type = content_type
             if status in _NO_BODY_STATUSES:
                 self._no_body = True
             if self._match is None or self._no_body:
                 return
             settings = self._settings
-            overrides = self.request.overrides
-            if not content_type.startswith("text/event-stream") and not self._injected:
+            streamed = content_type.startswith("text/event-stream")
+            if not streamed and not self._injected:
                 self._response = ResponseBody(
                     content_type, encoding, settings.max_body_bytes, self._note
                 )
                 return
+            overrides = self.request.overrides
             self._response = ResponseBody(
                 content_type,
                 encoding,
                 settings.max_body_bytes,
                 self._note,
-                content_type.startswith("text/event-stream"),
+                streamed,
                 # A Content-Length pins the bytes: then the extra chunk cannot be removed.
                 self._injected and not has_length and status < 300,
                 # A custom extractor may ask about any event of a stream.
                 not settings.builtin_extractors
                 or (overrides is not None and overrides.extractor is not None),
-                self._internal_error,
+                self.internal_error,
             )
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
@@ -256,10 +255,11 @@ class Observer:
             return response.feed(chunk, last)
         except Exception as exc:
             response.stop_stripping()  # observe no further
-            self._internal_error(exc)
+            self.internal_error(exc)
             return chunk
 
-    def _internal_error(self, exc: Exception) -> None:
+    def internal_error(self, exc: Exception) -> None:
+        """Count (and log once) an unexpected exception met on behalf of this request."""
         failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
 
     def _note(self, reason: str, detail: str = "") -> None:

@@ -99,7 +99,7 @@ class RequestInfo:
             for key, value in raw:
                 # Servers send lower-case names (ASGI); the length test keeps others cheap.
                 if len(key) == size and (key == raw_name or key.lower() == raw_name):
-                    text = _text(value)
+                    text = value.decode("latin-1") if type(value) is bytes else _text(value)
                     found = text if found is None else f"{found}, {text}"
         except (TypeError, ValueError, IndexError):  # a malformed pair: decoding skips it
             return self.headers.get(name)

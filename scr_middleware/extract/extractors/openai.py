@@ -13,8 +13,6 @@ from typing import Any
 
 from .base import SKIP, Extraction, ResponseData, SkipType, error_type_of, put, text
 
-_ABSENT: Any = object()
-
 
 def _is_mapping(value: Any) -> bool:
     return type(value) is dict or isinstance(value, Mapping)
@@ -23,38 +21,55 @@ def _is_mapping(value: Any) -> bool:
 def openai_usage(raw: Any) -> dict[str, int] | None:
     """Chat/completions/embeddings (``prompt_tokens``...) and Responses (``input_tokens``...)
     usage, with ``*_details`` counts, in canonical names."""
-    if not _is_mapping(raw):
+    if type(raw) is not dict and (raw is None or not isinstance(raw, Mapping)):
         return None
-    get = raw.get
+    # Per request, so written for the interpreter: ``in`` and ``[]`` rather than ``get``, the
+    # integer case inline (``put`` handles floats and nonsense).
     usage: dict[str, int] = {}
-    # The three counts inline (ints in practice); ``put`` handles anything else.
-    value = get("prompt_tokens", _ABSENT)
-    if value is _ABSENT:
-        value = get("input_tokens")
+    value = raw["prompt_tokens"] if "prompt_tokens" in raw else raw.get("input_tokens")
     if type(value) is int and value >= 0:
         usage["input_tokens"] = value
     elif value is not None:
         put(usage, "input_tokens", value)
-    value = get("completion_tokens", _ABSENT)
-    if value is _ABSENT:
-        value = get("output_tokens")
+    value = raw["completion_tokens"] if "completion_tokens" in raw else raw.get("output_tokens")
     if type(value) is int and value >= 0:
         usage["output_tokens"] = value
     elif value is not None:
         put(usage, "output_tokens", value)
-    value = get("total_tokens")
-    if type(value) is int and value >= 0:
-        usage["total_tokens"] = value
-    elif value is not None:
-        put(usage, "total_tokens", value)
-    details = get("prompt_tokens_details") or get("input_tokens_details")
-    if details is not None and _is_mapping(details):
-        put(usage, "cached_input_tokens", details.get("cached_tokens"))
-        put(usage, "audio_input_tokens", details.get("audio_tokens"))
-    details = get("completion_tokens_details") or get("output_tokens_details")
-    if details is not None and _is_mapping(details):
-        put(usage, "reasoning_tokens", details.get("reasoning_tokens"))
-        put(usage, "audio_output_tokens", details.get("audio_tokens"))
+    if "total_tokens" in raw:
+        value = raw["total_tokens"]
+        if type(value) is int and value >= 0:
+            usage["total_tokens"] = value
+        elif value is not None:
+            put(usage, "total_tokens", value)
+    details = raw.get("prompt_tokens_details")
+    if not details:
+        details = raw.get("input_tokens_details")
+    if details and (type(details) is dict or isinstance(details, Mapping)):
+        value = details.get("cached_tokens")
+        if type(value) is int and value >= 0:
+            usage["cached_input_tokens"] = value
+        elif value is not None:
+            put(usage, "cached_input_tokens", value)
+        value = details.get("audio_tokens")
+        if type(value) is int and value >= 0:
+            usage["audio_input_tokens"] = value
+        elif value is not None:
+            put(usage, "audio_input_tokens", value)
+    details = raw.get("completion_tokens_details")
+    if not details:
+        details = raw.get("output_tokens_details")
+    if details and (type(details) is dict or isinstance(details, Mapping)):
+        value = details.get("reasoning_tokens")
+        if type(value) is int and value >= 0:
+            usage["reasoning_tokens"] = value
+        elif value is not None:
+            put(usage, "reasoning_tokens", value)
+        value = details.get("audio_tokens")
+        if type(value) is int and value >= 0:
+            usage["audio_output_tokens"] = value
+        elif value is not None:
+            put(usage, "audio_output_tokens", value)
     return usage or None
 
 
