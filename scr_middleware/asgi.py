@@ -146,6 +146,7 @@ class _Responder:
     receive: Receive
     send: Send
     observer: Observer
+    feed: Callable[[bytes, bool], bytes] | None = None  # the observer's, once the response starts
     trailers = False  # http.response.start announced trailers
     body_done = False  # the last body message went out
     complete = False  # the response ended and the observer finished
@@ -183,16 +184,28 @@ class _Responder:
 
     async def _send(self, message: Message) -> None:
         kind = message.get("type")
-        if kind == "http.response.body":
-            body = message.get("body", b"")
-            more = message.get("more_body", False)
-            out = self.observer.on_chunk(body, last=not more)
-            if out is not body:  # only when ensure_stream_usage dropped its usage event
-                message = {**message, "body": out}
+        if kind == "http.response.body":  # the hot path: every chunk of a stream
+            try:  # (subscripts: cheaper than get(); both keys are optional in ASGI)
+                body = message["body"]
+                more = message["more_body"]
+            except KeyError:
+                body = message.get("body", b"")
+                more = message.get("more_body", False)
+            feed = self.feed
+            if feed is not None:
+                try:
+                    out = feed(body, not more)
+                except Exception as exc:
+                    self.feed = None
+                    out = self.observer.chunk_failed(exc, body)
+                if out is not body:  # only when ensure_stream_usage dropped its usage event
+                    message = {**message, "body": out}
         elif kind == "http.response.start":
             self.trailers = message.get("trailers", False) is True
             self._resolve()  # the router set endpoint and route before the endpoint ran
-            self.observer.on_response_start(message.get("status", 0), message.get("headers") or ())
+            observer = self.observer
+            observer.on_response_start(message.get("status", 0), message.get("headers") or ())
+            self.feed = observer.chunk_feed()
         try:
             await self.send(message)
         except BaseException as exc:
@@ -214,6 +227,7 @@ class _Responder:
     def _finish(self) -> None:
         if not self.complete:
             self.complete = True
+            self.feed = None
             if not self.resolved:
                 self._resolve()
             self.observer.finish()

@@ -209,6 +209,7 @@ class SessionCompletionMiddleware:
         state = BodyState(
             observer, lambda cancelled, exc: self._finish(request, observer, cancelled, exc)
         )
+        state.started()
         length = response.get("Content-Length")
         state.expected = int(length) if length and length.isdigit() else None
         content: Any = response.streaming_content

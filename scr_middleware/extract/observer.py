@@ -23,7 +23,7 @@ from scr_middleware.routes_options import RouteOptions, endpoint_options
 
 from . import failsafe
 from .build import build_event, chat_completion_event, run_extractors
-from .extractors import Extraction, Extractor, ResponseData, builtin_json
+from .extractors import Extraction, Extractor, ResponseData, builtin_json, builtin_stream
 from .failsafe import FailureStats
 from .request import RequestInfo
 from .request_body import with_stream_usage
@@ -254,9 +254,27 @@ class Observer:
         try:
             return response.feed(chunk, last)
         except Exception as exc:
+            return self.chunk_failed(exc, chunk)
+
+    def chunk_feed(self) -> Callable[[bytes, bool], bytes] | None:
+        """For an adapter's per-chunk loop, after ``on_response_start``: the callable that
+        ``on_chunk`` would call, without the layer around it (None: nothing to observe). It
+        is not failsafe: the adapter catches what it raises, hands it to ``chunk_failed`` and
+        stops calling it."""
+        response = self._response
+        if response is None:
+            return None
+        if response.stripping:
+            return self.on_chunk  # its failure path forwards what the stripper held
+        return response.feed
+
+    def chunk_failed(self, exc: Exception, chunk: bytes) -> bytes:
+        """A chunk feed raised: stop observing the body, count it; returns ``chunk``."""
+        response = self._response
+        if response is not None:
             response.stop_stripping()  # observe no further
-            self.internal_error(exc)
-            return chunk
+        self.internal_error(exc)
+        return chunk
 
     def internal_error(self, exc: Exception) -> None:
         """Count (and log once) an unexpected exception met on behalf of this request."""
@@ -382,12 +400,11 @@ class Observer:
         match = self._match
         session_type = match.session_type if match is not None else None
         overrides = self.request.overrides
-        if (
-            response.summary is None
-            and self._settings.default_extractors
-            and (overrides is None or overrides.extractor is None)
-        ):
-            return builtin_json(body, session_type)
+        if self._settings.default_extractors and (overrides is None or overrides.extractor is None):
+            summary = response.summary
+            if summary is None:
+                return builtin_json(body, session_type)
+            return builtin_stream(summary)
         data = ResponseData(
             method=self.request.method,
             path=self.request.path,

@@ -84,6 +84,10 @@ class ResponseBody:
         elif self._scanner is not None:
             self.feed = self._scanner.feed
 
+    @property
+    def stripping(self) -> bool:
+        return self._stripper is not None
+
     def stop_stripping(self) -> None:
         self._stripper = None
         self.skip = True
@@ -95,7 +99,8 @@ class ResponseBody:
         if chunk:
             self._length += len(chunk)
             if self._length > self._max_bytes:
-                self._abandon(failsafe.BODY_TOO_LARGE)
+                if not self.skip:  # (an adapter may keep calling this feed)
+                    self._abandon(failsafe.BODY_TOO_LARGE)
             else:
                 self._parts.append(chunk if type(chunk) is bytes else bytes(chunk))
         return chunk
@@ -104,7 +109,7 @@ class ResponseBody:
     feed: Callable[..., bytes] = _feed_json
 
     def _feed_decoded(self, chunk: bytes, last: bool = False) -> bytes:
-        if not chunk:
+        if not chunk or self.skip:  # (an adapter may keep calling this feed)
             return chunk
         try:
             data = self._decoder.decode(chunk)  # type: ignore[union-attr]

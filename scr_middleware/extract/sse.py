@@ -149,6 +149,22 @@ class SSEParser:
         return out
 
     def _feed_lf(self, chunk: bytes, out: list[SSEEvent]) -> None:
+        if chunk[-2:] == b"\n\n" and not (
+            self._partial or self._data or self._event or self._discard
+        ):
+            # Whole blocks, from a block boundary: the usual "data: <json>" block is one
+            # slice, without the line loop.
+            blocks = chunk.split(b"\n\n")
+            blocks.pop()  # b"" after the last blank line
+            for block in blocks:
+                if block[:6] == b"data: " and 10 not in block:
+                    out.append(SSEEvent("", block[6:], self._id))
+                else:
+                    self._feed_lines(block + b"\n\n", out)
+            return
+        self._feed_lines(chunk, out)
+
+    def _feed_lines(self, chunk: bytes, out: list[SSEEvent]) -> None:
         lines = chunk.split(b"\n")
         rest = lines.pop()  # after the last LF: an unterminated line, or b""
         data = self._data

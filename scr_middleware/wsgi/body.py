@@ -16,7 +16,7 @@ __all__ = ["BodyState", "ObservedBody", "SizedObservedBody"]
 class BodyState:
     """Where one response body is; ``finish(cancelled, exception)`` runs once."""
 
-    __slots__ = ("_finish", "done", "ended", "expected", "observer", "sent")
+    __slots__ = ("_finish", "done", "ended", "expected", "feed", "observer", "sent")
 
     def __init__(
         self, observer: Observer, finish: Callable[[bool, BaseException | None], None]
@@ -27,9 +27,23 @@ class BodyState:
         self.sent = 0
         self.ended = False  # the iterator was exhausted
         self.done = False
+        # The observer's chunk feed (``started`` sets it): one call per chunk, failsafe here.
+        self.feed: Callable[[bytes, bool], bytes] | None = None
+
+    def started(self) -> None:
+        """The observer saw the response start: chunks go to its feed from now on."""
+        self.feed = self.observer.chunk_feed()
 
     def forward(self, chunk: bytes) -> bytes:
-        out = self.observer.on_chunk(chunk)
+        feed = self.feed
+        if feed is None:
+            out = chunk
+        else:
+            try:
+                out = feed(chunk, False)
+            except Exception as exc:
+                self.feed = None
+                out = self.observer.chunk_failed(exc, chunk)
         self.sent += len(out)
         return out
 
@@ -65,6 +79,7 @@ class BodyState:
     def _settle(self, cancelled: bool, exception: BaseException | None) -> None:
         if not self.done:
             self.done = True
+            self.feed = None
             self._finish(cancelled, exception)
 
 

@@ -174,6 +174,7 @@ class _Responder:
         if self.skip or self._exempt():
             return server_write
         self.observer.on_response_start(_status_code(status), headers)
+        self.state.started()
         self.state.expected = _content_length(headers)
 
         def write(data: bytes) -> object:

@@ -7,8 +7,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, cast
 
 from scr_middleware.errors import ConfigError
+from scr_middleware.extract.stream import StreamSummary
 
-from .anthropic import AnthropicMessagesExtractor, message_json
+from .anthropic import AnthropicMessagesExtractor, message_json, messages_stream
 from .base import (
     SKIP,
     Extraction,
@@ -23,8 +24,10 @@ from .openai import (
     OpenAIEmbeddingExtractor,
     OpenAIResponsesExtractor,
     choices_json,
+    choices_stream,
     embedding_json,
     responses_json,
+    responses_stream,
 )
 
 BUILTIN: Final[dict[str, Callable[[], Extractor]]] = {
@@ -52,6 +55,17 @@ def is_default_chain(extractors: Sequence[Extractor]) -> bool:
 def all_builtin(extractors: Sequence[Extractor]) -> bool:
     """Only built-in extractors: they read few stream events (see ``scan.StreamScanner``)."""
     return all(type(e) in _DEFAULT_TYPES for e in extractors)
+
+
+def builtin_stream(stream: StreamSummary) -> Extraction | None:
+    """What the default chain answers for a stream, without ``ResponseData`` (the embeddings
+    extractor never answers for one)."""
+    return (
+        choices_stream(stream, "chat.completion.chunk", "chat")
+        or choices_stream(stream, "text_completion", "completion")
+        or responses_stream(stream)
+        or messages_stream(stream)
+    )
 
 
 def builtin_json(body: Any, route_session_type: str | None) -> Extraction | None:
@@ -131,6 +145,7 @@ __all__ = [
     "SkipType",
     "all_builtin",
     "builtin_json",
+    "builtin_stream",
     "default_extractors",
     "error_type_of",
     "is_default_chain",

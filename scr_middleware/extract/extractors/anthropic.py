@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from scr_middleware.extract.stream import StreamSummary
+
 from .base import SKIP, Extraction, ResponseData, SkipType, count, error_type_of, text
 
 _FIELDS = (
@@ -66,6 +68,26 @@ def message_json(body: Mapping[str, Any]) -> Extraction:
     )
 
 
+def messages_stream(stream: StreamSummary) -> Extraction | None:
+    """A streamed Messages API response (None: no ``message_start``)."""
+    start = stream.first("message_start")
+    if start is None:
+        return None
+    message = start.get("message")
+    message = message if isinstance(message, Mapping) else {}
+    delta = stream.last_with_usage("message_delta")
+    result = Extraction(
+        session_type="chat",
+        session_id=text(message.get("id")),
+        model=text(message.get("model")),
+        usage=anthropic_usage(_merge(message.get("usage"), delta.get("usage") if delta else None)),
+    )
+    if stream.error is not None:
+        result.status = "error"
+        result.error_type = error_type_of(stream.error) or "stream_error"
+    return result
+
+
 class AnthropicMessagesExtractor:
     def __call__(self, response: ResponseData, /) -> Extraction | SkipType:
         stream = response.stream
@@ -74,21 +96,5 @@ class AnthropicMessagesExtractor:
             if not isinstance(body, Mapping) or body.get("type") != "message":
                 return SKIP
             return message_json(body)
-        start = stream.first("message_start")
-        if start is None:
-            return SKIP
-        message = start.get("message")
-        message = message if isinstance(message, Mapping) else {}
-        delta = stream.last_with_usage("message_delta")
-        result = Extraction(
-            session_type="chat",
-            session_id=text(message.get("id")),
-            model=text(message.get("model")),
-            usage=anthropic_usage(
-                _merge(message.get("usage"), delta.get("usage") if delta else None)
-            ),
-        )
-        if stream.error is not None:
-            result.status = "error"
-            result.error_type = error_type_of(stream.error) or "stream_error"
-        return result
+        found = messages_stream(stream)
+        return SKIP if found is None else found

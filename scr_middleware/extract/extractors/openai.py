@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from scr_middleware.extract.stream import StreamSummary
+
 from .base import SKIP, Extraction, ResponseData, SkipType, error_type_of, put, text
 
 
@@ -121,6 +123,25 @@ def responses_json(body: Mapping[str, Any]) -> Extraction:
     return result
 
 
+def choices_stream(stream: StreamSummary, chunk_name: str, session_type: str) -> Extraction | None:
+    """A streamed chat / legacy completion (None: no chunk of that kind)."""
+    first = stream.first(chunk_name)
+    if first is None:
+        return None
+    last = stream.last(chunk_name) or first
+    with_usage = stream.last_with_usage(chunk_name)
+    result = Extraction(
+        session_type=session_type,
+        session_id=text(first.get("id")) or text(last.get("id")),
+        model=text(last.get("model")) or text(first.get("model")),
+        usage=openai_usage(with_usage.get("usage")) if with_usage else None,
+    )
+    if stream.error is not None:
+        result.status = "error"
+        result.error_type = error_type_of(stream.error) or "stream_error"
+    return result
+
+
 class _ChoicesExtractor:
     """Chat completions and legacy completions share one shape, JSON and streamed."""
 
@@ -135,21 +156,8 @@ class _ChoicesExtractor:
             if not _is_mapping(body) or body.get("object") != self.object_name:
                 return SKIP
             return choices_json(body, self.session_type)
-        first = stream.first(self.chunk_name)
-        if first is None:
-            return SKIP
-        last = stream.last(self.chunk_name) or first
-        with_usage = stream.last_with_usage(self.chunk_name)
-        result = Extraction(
-            session_type=self.session_type,
-            session_id=text(first.get("id")) or text(last.get("id")),
-            model=text(last.get("model")) or text(first.get("model")),
-            usage=openai_usage(with_usage.get("usage")) if with_usage else None,
-        )
-        if stream.error is not None:
-            result.status = "error"
-            result.error_type = error_type_of(stream.error) or "stream_error"
-        return result
+        found = choices_stream(stream, self.chunk_name, self.session_type)
+        return SKIP if found is None else found
 
 
 class OpenAIChatExtractor(_ChoicesExtractor):
@@ -177,6 +185,22 @@ class OpenAIEmbeddingExtractor:
 _TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 
 
+def responses_stream(stream: StreamSummary) -> Extraction | None:
+    """A streamed Responses API response (None: neither its start nor its end seen)."""
+    terminal = stream.last(*_TERMINAL)
+    started = stream.first("response.created", "response.in_progress")
+    if terminal is None and started is None:
+        return None
+    inner = (terminal or started or {}).get("response")
+    result = responses_json(inner if isinstance(inner, Mapping) else {})
+    if terminal is None:
+        result.usage = None  # only the terminal event carries the final usage
+        if stream.error is not None:
+            result.status = "error"
+            result.error_type = error_type_of(stream.error) or "stream_error"
+    return result
+
+
 class OpenAIResponsesExtractor:
     def __call__(self, response: ResponseData, /) -> Extraction | SkipType:
         stream = response.stream
@@ -185,15 +209,5 @@ class OpenAIResponsesExtractor:
             if not _is_mapping(body) or body.get("object") != "response":
                 return SKIP
             return responses_json(body)
-        terminal = stream.last(*_TERMINAL)
-        started = stream.first("response.created", "response.in_progress")
-        if terminal is None and started is None:
-            return SKIP
-        inner = (terminal or started or {}).get("response")
-        result = responses_json(inner if isinstance(inner, Mapping) else {})
-        if terminal is None:
-            result.usage = None  # only the terminal event carries the final usage
-            if stream.error is not None:
-                result.status = "error"
-                result.error_type = error_type_of(stream.error) or "stream_error"
-        return result
+        found = responses_stream(stream)
+        return SKIP if found is None else found
