@@ -105,11 +105,7 @@ class SessionCompletionMiddleware:
 
     def _start(self, request: HttpRequest, match: RouteMatch) -> Observer | None:
         try:
-            info = RequestInfo(
-                method=request.method or "",
-                path=request.path,
-                headers={name.lower(): value for name, value in request.headers.items()},
-            )
+            info = RequestInfo.from_environ(request.method or "", request.path, request.META, None)
             observer = self.binding.observer(info, match)
             if observer.wants_request_body():
                 self._read_body(request, observer)

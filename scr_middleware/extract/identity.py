@@ -17,7 +17,7 @@ from typing import Any
 from scr_middleware.errors import ConfigError
 
 from . import failsafe
-from .request import RequestInfo
+from .request import RequestInfo, environ_key
 
 IdentityCallable = Callable[[RequestInfo, Mapping[str, Any] | None], Mapping[str, Any] | None]
 
@@ -77,7 +77,7 @@ def _compile(sources: tuple[Source, ...]) -> tuple[Step, ...]:
             steps.append((_FRAMEWORK, None))
         elif source.kind == "header":
             name = source.path[0]
-            steps.append((_HEADER, (name, name.encode("latin-1", "replace"))))
+            steps.append((_HEADER, (name, name.encode("latin-1", "replace"), environ_key(name))))
         elif len(source.path) == 1:
             steps.append((_BODY_KEY, source.path[0]))
         else:
@@ -94,7 +94,7 @@ def _first(steps: tuple[Step, ...], request: RequestInfo, body: Any) -> str | No
                 return value
             continue
         if kind == _HEADER:
-            value = request.header(arg[0], arg[1])
+            value = request.header(arg[0], arg[1], arg[2])
         elif kind == _BODY_KEY:
             if type(body) is not dict and not isinstance(body, Mapping):
                 continue

@@ -31,6 +31,30 @@ def headers_from_asgi(raw: object) -> dict[str, str]:
     return out
 
 
+def headers_from_environ(environ: Mapping[str, Any]) -> dict[str, str]:
+    """The request headers of a WSGI environ (or Django ``META``), lower-case names."""
+    out = {
+        key[5:].replace("_", "-").lower(): value
+        for key, value in environ.items()
+        if key.startswith("HTTP_") and isinstance(value, str)
+    }
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        value = environ.get(key)
+        if value:
+            out[key.replace("_", "-").lower()] = value
+    return out
+
+
+def environ_key(name: str) -> str | None:
+    """The WSGI environ key of a lower-case header name; None when the mapping is ambiguous
+    (a name with ``_``: the environ cannot tell it from ``-``)."""
+    if "_" in name:
+        return None
+    if name in ("content-type", "content-length"):
+        return name.replace("-", "_").upper()
+    return "HTTP_" + name.replace("-", "_").upper()
+
+
 class RequestInfo:
     """Built by the adapter for observed routes only: ``method``, ``path``, ``route``,
     ``headers`` (a mapping with lower-case names), ``user_id`` (the authenticated framework
@@ -42,7 +66,7 @@ class RequestInfo:
     identity sources look single names up with ``header()``, which needs no decoding.
     """
 
-    __slots__ = ("_headers", "_raw", "method", "overrides", "path", "route", "user_id")
+    __slots__ = ("_environ", "_headers", "_raw", "method", "overrides", "path", "route", "user_id")
 
     def __init__(  # noqa: PLR0917  (the fields of the dataclass this was, in its order)
         self,
@@ -58,6 +82,7 @@ class RequestInfo:
         self.route = route
         self._headers: Mapping[str, str] | None = headers if headers is not None else {}
         self._raw: Any = None
+        self._environ: Mapping[str, Any] | None = None
         self.user_id = user_id
         self.overrides = overrides
 
@@ -70,6 +95,23 @@ class RequestInfo:
         info.route = None
         info._headers = None
         info._raw = raw_headers
+        info._environ = None
+        info.user_id = user_id
+        info.overrides = None
+        return info
+
+    @classmethod
+    def from_environ(
+        cls, method: str, path: str, environ: Mapping[str, Any], user_id: str | None
+    ) -> RequestInfo:
+        """The headers are read from a WSGI environ (or Django ``META``) on demand."""
+        info = cls.__new__(cls)
+        info.method = method
+        info.path = path
+        info.route = None
+        info._headers = None
+        info._raw = None
+        info._environ = environ
         info.user_id = user_id
         info.overrides = None
         return info
@@ -78,18 +120,29 @@ class RequestInfo:
     def headers(self) -> Mapping[str, str]:
         headers = self._headers
         if headers is None:
-            headers = self._headers = headers_from_asgi(self._raw)
+            environ = self._environ
+            headers = self._headers = (
+                headers_from_environ(environ)
+                if environ is not None
+                else headers_from_asgi(self._raw)
+            )
         return headers
 
     @headers.setter
     def headers(self, value: Mapping[str, str]) -> None:
         self._headers = value
 
-    def header(self, name: str, raw_name: bytes) -> str | None:
-        """One header's value (repeats joined with ", "); ``name`` is lower-case and
-        ``raw_name`` is it in latin-1 bytes."""
+    def header(self, name: str, raw_name: bytes, environ_name: str | None = None) -> str | None:
+        """One header's value (repeats joined with ", "); ``name`` is lower-case, ``raw_name``
+        is it in latin-1 bytes and ``environ_name`` its ``environ_key``."""
         if self._headers is not None:
             return self._headers.get(name)
+        environ = self._environ
+        if environ is not None:
+            if environ_name is None:
+                return self.headers.get(name)
+            value = environ.get(environ_name)
+            return value if isinstance(value, str) and value else None
         raw = self._raw
         size = len(raw_name)
         found: str | None = None

@@ -71,19 +71,6 @@ class SessionCompletionMiddleware:
         return responder.run(start_response)
 
 
-def _headers(environ: WSGIEnvironment) -> dict[str, str]:
-    out = {
-        key[5:].replace("_", "-").lower(): value
-        for key, value in environ.items()
-        if key.startswith("HTTP_") and isinstance(value, str)
-    }
-    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-        value = environ.get(key)
-        if value:
-            out[key.replace("_", "-").lower()] = value
-    return out
-
-
 def _content_length(headers: Iterable[tuple[str, str]]) -> int | None:
     for name, value in headers:
         if name.lower() == "content-length":
@@ -126,11 +113,11 @@ class _Responder:
         self.binding = middleware.binding
         self.environ = environ
         user = environ.get("REMOTE_USER")
-        request = RequestInfo(
-            method=environ.get("REQUEST_METHOD", ""),
-            path=path,
-            headers=_headers(environ),
-            user_id=user if isinstance(user, str) and user else None,
+        request = RequestInfo.from_environ(
+            environ.get("REQUEST_METHOD", ""),
+            path,
+            environ,
+            user if isinstance(user, str) and user else None,
         )
         self.observer = middleware.binding.observer(request, match)
         self.state = BodyState(self.observer, self._finish)

@@ -319,3 +319,23 @@ def test_bad_settings_fail_when_the_middleware_loads(
     shared()
     with override_settings(**overrides), pytest.raises(ConfigError, match=match):
         SessionCompletionMiddleware(lambda request: HttpResponse())
+
+
+def test_header_identity_sources_read_meta(shared: Any) -> None:
+    """``header:`` sources look the name up in ``request.META``, for WSGI and ASGI requests."""
+    cap = shared({"organization_id_sources": ["header:x-tenant", "header:openai-organization"]})
+    Client().post(
+        CHAT, REQUEST, content_type="application/json", headers={"OpenAI-Organization": "org-1"}
+    )
+
+    async def call() -> None:
+        await AsyncClient().post(
+            "/v1/async/chat/completions",
+            REQUEST,
+            content_type="application/json",
+            headers={"X-Tenant": "tenant-2", "OpenAI-Organization": "org-2"},
+        )
+
+    asyncio.run(call())
+    events = cap.events(2)
+    assert sorted(e["organization_id"] for e in events) == ["org-1", "tenant-2"]

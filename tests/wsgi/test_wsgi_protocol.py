@@ -397,3 +397,38 @@ def test_capture_disabled_passes_everything_through(tmp_path: Any) -> None:
         assert runtime.stats.disabled == 0  # capture() was never called
     finally:
         runtime.shutdown(5.0)
+
+
+def test_identity_headers_are_read_from_the_environ(captured: Any, tmp_path: Any) -> None:
+    """Header sources look single names up in the environ; an ``identity_callable`` still
+    sees every header, lower-case."""
+    module = tmp_path / "scr_wsgi_identity.py"
+    module.write_text(
+        "def identity(request, body):\n"
+        "    return {'metadata': {'headers': sorted(request.headers.items())}}\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        cap = captured(
+            {
+                "user_id_sources": ["header:x-user", "framework_user"],
+                "organization_id_sources": ["header:x_org", "header:openai-organization"],
+                "identity_callable": "scr_wsgi_identity:identity",
+            }
+        )
+        app = SessionCompletionMiddleware(
+            app_returning([fake.completion(REQUEST, "h1")]), runtime=cap.runtime
+        )
+        env = environ(HTTP_X_USER="u-7", HTTP_OPENAI_ORGANIZATION="org-3", HTTP_X_ORG="no")
+        list(app(env, Recorder()))
+        (event,) = cap.events(1)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("scr_wsgi_identity", None)
+    # "x_org" cannot be told from "x-org" in an environ: only the decoded headers serve it,
+    # and they have "x-org", so the next source answers.
+    assert (event["user_id"], event["organization_id"]) == ("u-7", "org-3")
+    headers = dict(event["metadata"]["headers"])
+    assert headers["x-user"] == "u-7"
+    assert headers["openai-organization"] == "org-3"
+    assert headers["content-type"] == "application/json"
