@@ -6,7 +6,7 @@ built-in extractors only read events at the two ends of a stream: the first one 
 ``message_start``, ``response.created``) and the last ones (the usage chunk before ``[DONE]``,
 the last chunk's model, ``message_delta`` before ``message_stop``, ``response.completed``, a
 final ``error``). So once ``FIRST_EVENTS`` data events were parsed and the parser is between
-blocks, a chunk is only appended to a list. Every ``BATCH`` chunks the held bytes are cut back
+blocks, a chunk is only appended to a list. Every ``TRIM_BYTES`` the held bytes are cut back
 to the last ``RING`` blocks (``rfind`` of the blank line, ``\n\n`` or ``\r\n\r\n``, from the
 end; any such blank line ends a block, whatever came before); at the end those are parsed. The
 parser thus sees whole blocks, in stream order, and its answers about the events it saw stay
@@ -31,7 +31,7 @@ from .stream import StreamSummary
 
 FIRST_EVENTS: Final = 1  # the first chunk (id, model); message_start; response.created
 RING: Final = 3  # e.g. the last content chunk, the usage chunk, [DONE]
-BATCH: Final = 32  # chunks held between two cuts
+TRIM_BYTES: Final = 16 * 1024  # bytes held between two cuts
 HELD_LIMIT: Final = 64 * 1024  # held bytes that cannot be cut back get parsed
 
 
@@ -54,7 +54,7 @@ class StreamScanner:
     """``feed(chunk)`` per decoded chunk, ``finish()`` at the end; ``parser`` and ``summary``
     hold the exact state of the events that were parsed."""
 
-    __slots__ = ("_full", "_held", "_skim", "parser", "summary")
+    __slots__ = ("_budget", "_full", "_held", "_skim", "parser", "summary")
 
     def __init__(self, summary: StreamSummary, max_line_bytes: int, *, full: bool = False) -> None:
         self.summary = summary
@@ -62,13 +62,18 @@ class StreamScanner:
         self._full = full
         self._skim = False  # between blocks, the first event parsed: hold chunks, unparsed
         self._held: list[bytes] = []  # skimming: whole blocks, then a block's beginning
+        self._budget = TRIM_BYTES  # bytes that may still be held before the next cut
+
+    @property
+    def held_bytes(self) -> int:
+        return sum(len(piece) for piece in self._held)
 
     def feed(self, chunk: bytes, last: bool = False) -> bytes:
         """Observe ``chunk``; returns it, so that this can be a response body's feed."""
         if self._skim:
-            held = self._held
-            held.append(chunk)
-            if len(held) >= BATCH:
+            self._held.append(chunk)
+            self._budget -= len(chunk)
+            if self._budget < 0:
                 self._trim()
         elif chunk:
             self._parse(chunk if type(chunk) is bytes else bytes(chunk))
@@ -80,6 +85,7 @@ class StreamScanner:
         start = _cut(data)
         if start:
             data = data[start:]
+        self._budget = TRIM_BYTES  # (memory stays under HELD_LIMIT + TRIM_BYTES + a chunk)
         if len(data) > HELD_LIMIT:
             self._held = []
             self._parse(data)  # skimming resumes once the parser is between blocks

@@ -13,12 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scr_middleware.extract import SKIP, Extraction, ObserverSettings, ResponseData, SkipType
 from scr_middleware.extract.extractors import default_extractors
-from scr_middleware.extract.scan import FIRST_EVENTS, RING, StreamScanner
+from scr_middleware.extract.scan import (
+    FIRST_EVENTS,
+    HELD_LIMIT,
+    RING,
+    TRIM_BYTES,
+    StreamScanner,
+)
 from scr_middleware.extract.stream import StreamSummary
 from scr_middleware.router.stats import RuntimeStats
 
@@ -184,3 +191,16 @@ def test_full_mode_parses_every_event() -> None:
         scanner.feed(b'data: {"object":"x"}\n\n')
     assert scanner.finish()
     assert summary.events == 50
+
+
+@pytest.mark.parametrize("size", [100, 50_000, 300_000])
+def test_held_bytes_stay_bounded(size: int) -> None:
+    """Skimming holds at most the last blocks plus one cut's worth, whatever the chunk size."""
+    event = b'data: {"object":"chat.completion.chunk","id":"c","x":"' + b"a" * size + b'"}\n\n'
+    summary = StreamSummary()
+    scanner = StreamScanner(summary, 1 << 24)
+    for _ in range(40):
+        scanner.feed(event)
+        assert scanner.held_bytes <= HELD_LIMIT + TRIM_BYTES + len(event)
+    assert scanner.finish()
+    assert summary.first("chat.completion.chunk") is not None
