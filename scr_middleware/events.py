@@ -96,9 +96,15 @@ def _reseed_ids() -> None:
 os.register_at_fork(after_in_child=_reseed_ids)
 
 
+def unique_id(kind: str) -> str:
+    """``kind`` + 12 random hex digits per process + a counter: unique across processes and
+    forks in ~150 ns (uuid4 costs ~2 us, a ``secrets`` call per id is a system call)."""
+    return f"{kind}{_id_prefix}{next(_id_counter):08x}"
+
+
 def new_event_id() -> str:
-    """A unique id in ~150 ns: a random per-process prefix and a counter (uuid4 costs ~2 us)."""
-    return f"evt_{_id_prefix}{next(_id_counter):08x}"
+    """An ``event_id``: ``evt_`` + a unique id."""
+    return unique_id("evt_")
 
 
 def _count(value: Any, path: str, errors: list[tuple[str, str]]) -> int | None:

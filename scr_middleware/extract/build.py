@@ -7,12 +7,10 @@ The event is built directly in its canonical form (``events.py`` field names; ``
 
 from __future__ import annotations
 
-import itertools
-import os
-import secrets
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
+from ..events import unique_id
 from . import failsafe
 from .extractors import SKIP, Extraction, Extractor, ResponseData, error_type_of
 from .extractors.openai import openai_usage
@@ -22,23 +20,10 @@ from .request import RequestInfo
 TOKEN_KEYS: Final = ("input_tokens", "output_tokens", "total_tokens")
 _NO_EXTRACTION: Final = Extraction()
 
-_id_prefix = secrets.token_hex(6)
-_id_counter = itertools.count()
-
-
-def _reseed_ids() -> None:
-    global _id_prefix, _id_counter
-    _id_prefix = secrets.token_hex(6)
-    _id_counter = itertools.count()
-
-
-os.register_at_fork(after_in_child=_reseed_ids)
-
 
 def generated_session_id() -> str:
-    """``scr_`` and 24 hex digits, unique: a random per-process prefix and a counter (a
-    ``secrets.token_hex`` per request is a system call)."""
-    return f"scr_{_id_prefix}{next(_id_counter) & 0xFFFFFFFFFFFF:012x}"
+    """For responses without an id (errors, embeddings): ``scr_`` + a unique id."""
+    return unique_id("scr_")
 
 
 def run_extractors(
