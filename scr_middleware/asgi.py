@@ -185,12 +185,8 @@ class _Responder:
     async def _send(self, message: Message) -> None:
         kind = message.get("type")
         if kind == "http.response.body":  # the hot path: every chunk of a stream
-            try:  # (subscripts: cheaper than get(); both keys are optional in ASGI)
-                body = message["body"]
-                more = message["more_body"]
-            except KeyError:
-                body = message.get("body", b"")
-                more = message.get("more_body", False)
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
             feed = self.feed
             if feed is not None:
                 try:
