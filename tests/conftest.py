@@ -24,12 +24,16 @@ from scr_middleware import runtime as runtime_mod
 
 
 def _raise_internal_errors() -> None:
+    """Re-raise swallowed internal errors, and forget which were logged once (so each test
+    sees its own first log line)."""
     try:
         failsafe = importlib.import_module("scr_middleware.extract.failsafe")
     except ImportError:
         return
     if hasattr(failsafe, "RAISE_INTERNAL_ERRORS"):
         setattr(failsafe, "RAISE_INTERNAL_ERRORS", True)  # noqa: B010 - optional attribute
+    if hasattr(failsafe, "reset_logged"):
+        failsafe.reset_logged()
 
 
 def pytest_configure(config: pytest.Config) -> None:

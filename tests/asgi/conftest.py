@@ -1,4 +1,4 @@
-"""ASGI adapter tests: internal errors fail tests (the failsafe re-raises), logs start clean."""
+"""ASGI adapter fixtures (the root conftest makes internal errors re-raise and resets logs)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from scr_middleware.extract import failsafe
 from scr_middleware.router.stats import RuntimeStats
 from scr_middleware.runtime import SessionCompletionRuntime
 
 from .helpers import MemoryRuntime
-
-
-@pytest.fixture(autouse=True)
-def _raise_internal_errors() -> Iterator[None]:
-    failsafe.RAISE_INTERNAL_ERRORS = True
-    failsafe.reset_logged()
-    yield
-    failsafe.RAISE_INTERNAL_ERRORS = False
-    failsafe.reset_logged()
 
 
 @pytest.fixture

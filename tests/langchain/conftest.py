@@ -9,17 +9,7 @@ from pathlib import Path
 import pytest
 from lc_fakes import Captured
 
-from scr_middleware.extract import failsafe
 from scr_middleware.runtime import SessionCompletionRuntime
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for var in ("SCR_ENDPOINT", "SCR_API_KEY", "SCR_CONFIG_FILE", "SCR_ENABLED", "SCR_DATA_DIR"):
-        monkeypatch.delenv(var, raising=False)
-    failsafe.RAISE_INTERNAL_ERRORS = True
-    yield
-    failsafe.RAISE_INTERNAL_ERRORS = False
 
 
 @pytest.fixture
