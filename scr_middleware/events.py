@@ -591,12 +591,14 @@ def _to_datetime(value: Any) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-_second_cache: list[Any] = [-1, ""]  # (whole epoch second, its "YYYY-MM-DDTHH:MM:SS")
+# Two recent whole epoch seconds and their "YYYY-MM-DDTHH:MM:SS": an event's timestamp (now)
+# and its start_time (a moment ago) often fall in different seconds, and one slot thrashed.
+_second_cache: dict[int, str] = {}
 
 
 def _epoch_rfc3339(seconds: float) -> str:
     """RFC 3339 for an epoch time, ~5x faster than via datetime: events arrive in bursts
-    within the same second, so the formatted second is cached (router thread only).
+    within the same second or two, so formatted seconds are cached (router thread only).
     Rounds exactly as ``datetime.fromtimestamp`` does (to the microsecond, then truncates
     to the millisecond), so both paths agree to the digit."""
     frac, whole_f = math.modf(seconds)
@@ -606,13 +608,14 @@ def _epoch_rfc3339(seconds: float) -> str:
         whole += 1
         micro -= 1_000_000
     cache = _second_cache
-    if cache[0] != whole:
+    text = cache.get(whole)
+    if text is None:
+        if len(cache) >= 4:
+            cache.clear()
         m = datetime.fromtimestamp(whole, UTC)
-        cache[1] = (
-            f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
-        )
-        cache[0] = whole
-    return f"{cache[1]}.{micro // 1000:03d}Z"
+        text = f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+        cache[whole] = text
+    return f"{text}.{micro // 1000:03d}Z"
 
 
 def _epoch_seconds(value: Any) -> float | None:

@@ -50,6 +50,10 @@ class Destination(ABC):
     """Async destination: ``send`` runs on the router's event loop and must not block it."""
 
     schemes: ClassVar[tuple[str, ...]] = ()
+    # How many batches a lane that has fallen behind may hand over in one ``send``. Remote
+    # destinations keep 1 (the receiver sized its limits on ``batch_size``); local writers
+    # raise it, since each write costs a few fixed GIL hand-offs however many rows it holds.
+    batches_per_send: ClassVar[int] = 1
 
     def __init__(self, config: DestinationConfig, runtime_config: Config) -> None:
         self.config = config
@@ -74,6 +78,8 @@ class Destination(ABC):
 class ThreadedDestination(Destination):
     """Base for blocking destinations (SQLite, files): ``send_sync`` runs on a dedicated thread,
     so a stalled disk delays only this destination, never the router loop or the others."""
+
+    batches_per_send: ClassVar[int] = 10
 
     def __init__(self, config: DestinationConfig, runtime_config: Config) -> None:
         super().__init__(config, runtime_config)

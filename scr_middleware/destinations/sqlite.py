@@ -27,6 +27,7 @@ import orjson
 
 from scr_middleware.config_model import Config, DestinationConfig
 from scr_middleware.events import format_rfc3339
+from scr_middleware.sqlite_batch import insert_rows
 from scr_middleware.transforms import to_json
 
 from .base import PermanentDeliveryError, Record, ThreadedDestination, TransientDeliveryError
@@ -66,10 +67,10 @@ _SCHEMA: Final = (
     "CREATE INDEX IF NOT EXISTS events_timestamp ON events(timestamp)",
     "CREATE INDEX IF NOT EXISTS events_user_id ON events(user_id)",
 )
-_INSERT: Final = (
-    f"INSERT OR IGNORE INTO events (event_id, {', '.join(COLUMNS)}, payload, received_at) "
-    f"VALUES ({', '.join('?' * (len(COLUMNS) + 3))})"
+_INSERT_PREFIX: Final = (
+    f"INSERT OR IGNORE INTO events (event_id, {', '.join(COLUMNS)}, payload, received_at)"
 )
+_ROW_WIDTH: Final = len(COLUMNS) + 3
 
 
 def _first(*values: Any) -> Any:
@@ -292,13 +293,7 @@ class SqliteDestination(ThreadedDestination):
             raise PermanentDeliveryError(f"cannot serialise batch {batch_id}: {exc}") from exc
         try:
             conn = self._ensure_open()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(_INSERT, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            insert_rows(conn, _INSERT_PREFIX, rows, _ROW_WIDTH)
         except (OSError, sqlite3.OperationalError) as exc:  # locked, busy, disk full, I/O
             raise TransientDeliveryError(f"SQLite ledger {self.path}: {exc}") from exc
         except sqlite3.DatabaseError as exc:  # corrupt or not a database: retrying will not fix

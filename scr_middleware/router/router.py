@@ -28,6 +28,7 @@ logger = logging.getLogger("scr_middleware.router")
 Event = dict[str, Any]
 WorkerFactory = Callable[[], list[DestinationWorker]]
 DRAIN_SLICE = 2000  # events fanned out before yielding to the loop so lanes keep sending
+BACKLOG_PAUSE_S = 0.002  # wait while a spool is behind instead of spinning
 PREPARE_FAILED = "prepare_failed"  # RuntimeStats.extraction_failures reason
 
 
@@ -178,7 +179,7 @@ class Router:
             if self._ingest:
                 # Let the lanes send what was just fanned out; if a spool is behind, wait for
                 # it (the ingest buffer absorbs the burst, and overflows counted, not unbounded).
-                pause = 0.002 if any(w.backlogged() for w in self.workers) else 0
+                pause = BACKLOG_PAUSE_S if any(w.backlogged() for w in self.workers) else 0
                 await asyncio.sleep(pause)
                 continue
             self._idle = True
@@ -192,13 +193,14 @@ class Router:
             wakeup.clear()
             self._idle = False
 
-    def _drain(self) -> None:
+    def _drain(self) -> int:
+        """Fan out up to DRAIN_SLICE ingested events; returns how many were taken."""
         ingest = self._ingest
         workers = self.workers
         if self._ingest_dropped:
             self._account_ingest_drops()
         if not ingest:
-            return
+            return 0
         loop_time = asyncio.get_running_loop().time()
         preprocess = self._preprocess
         popleft = ingest.popleft
@@ -223,6 +225,7 @@ class Router:
             if receipt is not None:
                 receipt._expect(expected)
         self.stats.captured += count
+        return count
 
     def _prepare_failed(self, receipt: Receipt | None) -> None:
         self.stats.extraction_failed(PREPARE_FAILED)
@@ -298,11 +301,16 @@ class Router:
 
     async def _flush_async(self, budget: float) -> bool:
         deadline = asyncio.get_running_loop().time() + budget
-        while self._ingest:
-            self._drain()
-            await asyncio.sleep(0)
+        await self._drain_all()
         results = await asyncio.gather(*(worker.flush(deadline) for worker in self.workers))
         return all(results)
+
+    async def _drain_all(self) -> None:
+        """Fan out everything ingested. While a spool is behind, _drain() takes nothing:
+        wait for it rather than spin (the spin starved the host's threads of the GIL)."""
+        while self._ingest:
+            pause = 0 if self._drain() else BACKLOG_PAUSE_S
+            await asyncio.sleep(pause)
 
     def replay(self, include_manual: bool, timeout: float) -> dict[str, int]:
         """Re-deliver what each destination's spool holds (``scr replay``)."""
@@ -328,9 +336,7 @@ class Router:
 
     async def _shutdown_async(self, budget: float) -> None:
         deadline = asyncio.get_running_loop().time() + budget
-        while self._ingest:
-            self._drain()
-            await asyncio.sleep(0)
+        await self._drain_all()
         await asyncio.gather(*(worker.close(deadline) for worker in self.workers))
         for callback in self.on_tick:
             try:

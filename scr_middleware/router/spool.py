@@ -12,6 +12,7 @@ own thread.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sqlite3
@@ -19,6 +20,8 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from scr_middleware.sqlite_batch import insert_rows
 
 LEASE_SECONDS = 300.0
 
@@ -44,6 +47,7 @@ CREATE TABLE IF NOT EXISTS spool (
 );
 CREATE INDEX IF NOT EXISTS spool_claim ON spool (auto_replay, lease_until, id);
 """
+_PUT_PREFIX = "INSERT INTO spool (event_id, event, reason, auto_replay, created_at, last_error)"
 
 
 class SpoolFullError(Exception):
@@ -91,15 +95,7 @@ class Spool:
             auto = 1 if reason in AUTO_REPLAY_REASONS else 0
             now = time.time()
             rows = [(eid, body, reason, auto, now, error) for eid, body in events]
-            db = self._db()
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                db.executemany(
-                    "INSERT INTO spool"
-                    " (event_id, event, reason, auto_replay, created_at, last_error)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
+            insert_rows(self._db(), _PUT_PREFIX, rows, 6)
         # Fix: OSError too. An unwritable directory fails in mkdir() before SQLite is reached;
         # uncaught, it killed the lane task (its events stuck in flight) and made shutdown()
         # raise into the host application.
@@ -125,22 +121,19 @@ class Spool:
 
     def ack(self, row_ids: Iterable[int]) -> None:
         """Delete rows that were delivered."""
-        ids = [(row_id,) for row_id in row_ids]
-        db = self._db()
-        with db:
-            db.executemany("DELETE FROM spool WHERE id = ?", ids)
+        ids = json.dumps(list(row_ids))  # one statement, not one GIL hand-off per row
+        self._db().execute("DELETE FROM spool WHERE id IN (SELECT value FROM json_each(?))", (ids,))
 
     def release(self, row_ids: Iterable[int], error: str | None, reason: str) -> None:
         """Give leased rows back after a failed replay attempt, under the new ``reason``."""
         auto = 1 if reason in AUTO_REPLAY_REASONS else 0
-        ids = [(error, reason, auto, row_id) for row_id in row_ids]
-        db = self._db()
-        with db:
-            db.executemany(
-                "UPDATE spool SET lease_owner = NULL, lease_until = NULL, attempts = attempts + 1,"
-                " last_error = ?, reason = ?, auto_replay = ? WHERE id = ?",
-                ids,
-            )
+        ids = json.dumps(list(row_ids))
+        self._db().execute(
+            "UPDATE spool SET lease_owner = NULL, lease_until = NULL, attempts = attempts + 1,"
+            " last_error = ?, reason = ?, auto_replay = ?"
+            " WHERE id IN (SELECT value FROM json_each(?))",
+            (error, reason, auto, ids),
+        )
 
     def depth(self) -> int:
         return int(self._db().execute("SELECT COUNT(*) FROM spool").fetchone()[0])

@@ -108,6 +108,7 @@ class DestinationWorker:
         self.stats = stats
         self.settings = settings
         self._lanes = [Lane() for _ in range(settings.lanes)]
+        self._batches_per_send = max(1, destination.batches_per_send)
         self._spool_thread = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"scr-spool-{destination.name}"
         )
@@ -240,7 +241,7 @@ class DestinationWorker:
                         pass
                     continue
             lane.nudged = False
-            take = min(settings.batch_size, len(lane.pending))
+            take = min(settings.batch_size * self._batches_per_send, len(lane.pending))
             lane.sending = [lane.pending.popleft() for _ in range(take)]
             await self._deliver(lane.sending)
             # Fix: not in a ``finally``. When close() cancels this task at the shutdown
