@@ -56,6 +56,12 @@ def to_json(value: Any, *, sort_keys: bool = False) -> bytes:
         return orjson.dumps(_stringify_big_ints(value), default=str, option=option)
 
 
+def as_json(payload: Any) -> bytes:
+    """A record's payload as JSON: already bytes when its destination prepared it, else
+    serialised now (``to_json``'s rules)."""
+    return payload if type(payload) is bytes else to_json(payload)
+
+
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 
 

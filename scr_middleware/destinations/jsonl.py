@@ -17,9 +17,15 @@ from typing import Any, ClassVar, Final
 from urllib.parse import unquote, urlsplit
 
 from scr_middleware.config_model import Config, DestinationConfig
-from scr_middleware.transforms import to_json
+from scr_middleware.transforms import as_json
 
-from .base import PermanentDeliveryError, Record, ThreadedDestination, TransientDeliveryError
+from .base import (
+    JsonRecordsMixin,
+    PermanentDeliveryError,
+    Record,
+    ThreadedDestination,
+    TransientDeliveryError,
+)
 
 logger = logging.getLogger("scr_middleware.destinations.jsonl")
 
@@ -43,7 +49,7 @@ def jsonl_path(endpoint: str) -> Path:
     return Path(path)
 
 
-class JsonlDestination(ThreadedDestination):
+class JsonlDestination(JsonRecordsMixin, ThreadedDestination):
     schemes: ClassVar[tuple[str, ...]] = ("file",)
 
     def __init__(self, config: DestinationConfig, runtime_config: Config) -> None:
@@ -77,7 +83,7 @@ class JsonlDestination(ThreadedDestination):
 
     def send_sync(self, batch: Sequence[Record], batch_id: str) -> None:
         try:
-            data = b"".join(to_json(record.payload) + b"\n" for record in batch)
+            data = b"".join(as_json(record.payload) + b"\n" for record in batch)
         except TypeError as exc:
             raise PermanentDeliveryError(f"cannot serialise batch {batch_id}: {exc}") from exc
         try:

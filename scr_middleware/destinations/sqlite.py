@@ -175,6 +175,15 @@ def ledger_columns(payload: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _prepared_row(payload: dict[str, Any], payload_json: bytes | None) -> tuple[Any, ...]:
+    values = _canonical_columns(payload)
+    if values is None:
+        columns = ledger_columns(payload)
+        values = tuple(columns[name] for name in COLUMNS)
+    text = (to_json(payload) if payload_json is None else payload_json).decode("utf-8")
+    return (*values, text)
+
+
 def sqlite_path(endpoint: str) -> Path:
     """The database file for ``sqlite:///path``; raises ``ValueError`` with the reason."""
     prefix = "sqlite:///"
@@ -285,10 +294,19 @@ class SqliteDestination(ThreadedDestination):
                 self.path,
             )
 
+    def prepare(self, payload: dict[str, Any], payload_json: bytes | None) -> tuple[Any, ...]:
+        """The row, minus ``event_id`` and ``received_at``: columns and the payload's JSON."""
+        return _prepared_row(payload, payload_json)
+
     def send_sync(self, batch: Sequence[Record], batch_id: str) -> None:
         try:
             received_at = time.time()
-            rows = [self._row(record, received_at) for record in batch]
+            rows = [
+                (record.event_id, *record.payload, received_at)
+                if type(record.payload) is tuple
+                else (record.event_id, *_prepared_row(record.payload, None), received_at)
+                for record in batch
+            ]
         except TypeError as exc:
             raise PermanentDeliveryError(f"cannot serialise batch {batch_id}: {exc}") from exc
         try:
@@ -299,15 +317,6 @@ class SqliteDestination(ThreadedDestination):
         except sqlite3.DatabaseError as exc:  # corrupt or not a database: retrying will not fix
             raise PermanentDeliveryError(f"SQLite ledger {self.path}: {exc}") from exc
         self._maybe_prune()
-
-    @staticmethod
-    def _row(record: Record, received_at: float) -> tuple[Any, ...]:
-        values = _canonical_columns(record.payload)
-        if values is None:
-            columns = ledger_columns(record.payload)
-            values = tuple(columns[name] for name in COLUMNS)
-        payload = to_json(record.payload).decode("utf-8")
-        return (record.event_id, *values, payload, received_at)
 
     def close_sync(self) -> None:
         conn, self._conn = self._conn, None

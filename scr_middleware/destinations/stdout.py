@@ -10,9 +10,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from scr_middleware.transforms import to_json
+from scr_middleware.transforms import as_json
 
-from .base import PermanentDeliveryError, Record, ThreadedDestination
+from .base import JsonRecordsMixin, PermanentDeliveryError, Record, ThreadedDestination
 
 
 def check_stdout_endpoint(endpoint: str) -> None:
@@ -22,12 +22,12 @@ def check_stdout_endpoint(endpoint: str) -> None:
         raise ValueError("must be exactly 'stdout:'")
 
 
-class StdoutDestination(ThreadedDestination):
+class StdoutDestination(JsonRecordsMixin, ThreadedDestination):
     schemes: ClassVar[tuple[str, ...]] = ("stdout",)
 
     def send_sync(self, batch: Sequence[Record], batch_id: str) -> None:
         try:
-            text = "".join(to_json(record.payload).decode("utf-8") + "\n" for record in batch)
+            text = "".join(as_json(record.payload).decode("utf-8") + "\n" for record in batch)
         except TypeError as exc:
             raise PermanentDeliveryError(f"cannot serialise batch {batch_id}: {exc}") from exc
         stream = sys.stdout  # looked up per batch: tests and daemons swap it

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..events import finalize_event
+from ..transforms import to_json
 from .receipt import DROPPED, Receipt
 from .stats import DROP_BUFFER_OVERFLOW, DestinationStats, RuntimeStats
 from .worker import DestinationWorker
@@ -214,6 +215,7 @@ class Router:
                 finalize_event(event, captured_at)
                 if preprocess is not None:
                     event = preprocess(event)
+                event_json = to_json(event)  # once for every destination and the spool
             except Exception:
                 # Fix: an exception here used to stop the router thread for good (every later
                 # event silently lost). Count it, log it, settle the receipt, carry on.
@@ -221,7 +223,7 @@ class Router:
                 continue
             expected = 0
             for worker in workers:
-                expected += worker.offer(event, receipt, loop_time)
+                expected += worker.offer(event, event_json, receipt, loop_time)
             if receipt is not None:
                 receipt._expect(expected)
         self.stats.captured += count

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import orjson
 
 from ..destinations.base import Destination, PermanentDeliveryError, Record, TransientDeliveryError
+from ..transforms import canonical
 from . import spool as spool_mod
 from .backoff import retry_delay
 from .receipt import DELIVERED, DROPPED, SPOOLED, Receipt
@@ -42,22 +43,23 @@ OVERFLOW_HEADROOM = 512  # how often a destination with a spool backlog is probe
 class Item(Record):
     """A record plus what the router needs to settle and spool it. Being a ``Record`` itself,
     a batch of items goes to ``Destination.send`` as is: one allocation per event and
-    destination, no copying into a second list."""
+    destination, no copying into a second list. The event is kept as its canonical JSON (what
+    the spool stores), never as a dict: see ``Destination.prepare``."""
 
-    __slots__ = ("enqueued_at", "event", "receipt", "spool_row")
+    __slots__ = ("enqueued_at", "event_json", "receipt", "spool_row")
 
     def __init__(  # noqa: PLR0917  (built once per event and destination: positional is cheaper)
         self,
         event_id: str,
-        payload: dict[str, Any],
-        event: Event,
+        payload: Any,
+        event_json: bytes,
         receipt: Receipt | None,
         enqueued_at: float,
         spool_row: int | None = None,  # set when the item was replayed from the spool
     ) -> None:
         self.event_id = event_id
         self.payload = payload
-        self.event = event
+        self.event_json = event_json
         self.receipt = receipt
         self.enqueued_at = enqueued_at
         self.spool_row = spool_row
@@ -109,6 +111,7 @@ class DestinationWorker:
         self.settings = settings
         self._lanes = [Lane() for _ in range(settings.lanes)]
         self._batches_per_send = max(1, destination.batches_per_send)
+        self._canonical = transform is canonical
         self._spool_thread = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"scr-spool-{destination.name}"
         )
@@ -144,8 +147,9 @@ class DestinationWorker:
         )
 
     # --- intake (router loop) ----------------------------------------------------------------
-    def offer(self, event: Event, receipt: Receipt | None, now: float) -> int:
-        """Take one finalized event; returns 1 if the receipt must wait for this destination."""
+    def offer(self, event: Event, event_json: bytes, receipt: Receipt | None, now: float) -> int:
+        """Take one finalized event (and its canonical JSON); returns 1 if the receipt must wait
+        for this destination."""
         stats = self.stats
         stats.captured += 1
         event_id: str = event["event_id"]
@@ -154,15 +158,13 @@ class DestinationWorker:
             return 0
         stats.in_flight += 1
         try:
-            payload = self.transform(event)
-            if not isinstance(payload, dict):
-                raise TypeError(f"transform returned {type(payload).__name__}, not a dict")
+            prepared = self._prepare(event, event_json)
         except Exception as exc:
-            item = Item(event_id, {}, event, receipt, now)
+            item = Item(event_id, None, event_json, receipt, now)
             self._log_once("transform", f"transform failed for {self.destination.name}: {exc!r}")
             self._spawn(self._dead_letter([item], spool_mod.REASON_TRANSFORM_FAILED, repr(exc)))
             return 1
-        item = Item(event_id, payload, event, receipt, now)
+        item = Item(event_id, prepared, event_json, receipt, now)
         # queued() sums every lane: only recount every 256 events or near the limit. The
         # estimate can only overstate (batches leave between recounts), so the bound holds.
         depth = self._depth_estimate
@@ -172,9 +174,17 @@ class DestinationWorker:
         if depth >= self.settings.max_queue:
             self._overflow_item(item)
         else:
-            self._enqueue(item)
+            self._enqueue(item, event)
         self._depth_estimate = depth + 1
         return 1
+
+    def _prepare(self, event: Event, event_json: bytes) -> Any:
+        """Transform, then let the destination encode the result (the canonical transform's
+        output serialises to ``event_json`` byte for byte, so it is not encoded twice)."""
+        payload = self.transform(event)
+        if not isinstance(payload, dict):
+            raise TypeError(f"transform returned {type(payload).__name__}, not a dict")
+        return self.destination.prepare(payload, event_json if self._canonical else None)
 
     def _lane_for(self, event: Event) -> Lane:
         if len(self._lanes) == 1:
@@ -183,8 +193,8 @@ class DestinationWorker:
         value = event.get(key) if key else event["event_id"]
         return self._lanes[hash(str(value)) % len(self._lanes)]
 
-    def _enqueue(self, item: Item) -> None:
-        lane = self._lane_for(item.event)
+    def _enqueue(self, item: Item, event: Event) -> None:
+        lane = self._lane_for(event)
         lane.pending.append(item)
         count = len(lane.pending)
         if count in (1, self.settings.batch_size) or self.settings.flush_interval_s == 0:
@@ -312,7 +322,7 @@ class DestinationWorker:
         replayed = [item.spool_row for item in batch if item.spool_row is not None]
         if replayed:  # already on disk: give the lease back (and demote if now rejected)
             await self._in_spool_thread(self.spool.release, replayed, error, reason)
-        rows = [(item.event_id, orjson.dumps(item.event, default=str)) for item in fresh]
+        rows = [(item.event_id, item.event_json) for item in fresh]
         try:
             await self._in_spool_thread(self.spool.put, rows, reason, error)
         except SpoolFullError as exc:
@@ -367,12 +377,12 @@ class DestinationWorker:
         stats.in_flight += 1
         event = orjson.loads(row.event)
         try:
-            payload = self.transform(event)
+            prepared = self._prepare(event, row.event)
         except Exception as exc:
-            item = Item(row.event_id, {}, event, None, now, row.row_id)
+            item = Item(row.event_id, None, row.event, None, now, row.row_id)
             self._spawn(self._dead_letter([item], spool_mod.REASON_TRANSFORM_FAILED, repr(exc)))
             return
-        self._enqueue(Item(row.event_id, payload, event, None, now, row.row_id))
+        self._enqueue(Item(row.event_id, prepared, row.event, None, now, row.row_id), event)
 
     async def refresh_spool_state(self) -> None:
         """Read the spool's depth (all processes) and probe a down destination now and then."""

@@ -56,6 +56,27 @@ def test_ndjson_body(sink: HttpSink) -> None:
     assert request.raw_body.endswith(b"\n")
 
 
+@pytest.mark.parametrize("fmt", ["json", "ndjson"])
+def test_prepared_records_send_the_same_body_as_dicts(sink: HttpSink, fmt: str) -> None:
+    """Queued records hold ``prepare()``'s JSON bytes; a dict payload still works, and
+    both give the very bytes one JSON serialisation of the payloads would."""
+    batch = make_records(3)
+    destination, _ = build(sink.url, format=fmt)
+    assert isinstance(destination, HttpDestination)
+    prepared = [Record(r.event_id, destination.prepare(r.payload, None)) for r in batch]
+    mixed = [prepared[0], batch[1], prepared[2]]
+    deliver(destination, (mixed, "bat_mixed"), (batch, "bat_dicts"))
+
+    first, second = sink.wait_for_requests(2)
+    assert first.raw_body == second.raw_body
+    payloads = [r.payload for r in batch]
+    if fmt == "json":
+        assert json.loads(first.raw_body) == payloads
+    else:
+        assert [json.loads(line) for line in first.raw_body.splitlines()] == payloads
+        assert first.raw_body.endswith(b"\n")
+
+
 @pytest.mark.parametrize("size", [2, 400])  # small inline, large compressed off the loop
 def test_gzip_when_compression_is_on(sink: HttpSink, size: int) -> None:
     batch = make_records(size, metadata={"note": "x" * 300})
