@@ -34,6 +34,11 @@ from .workload import chat_request_body
 NAME = "asgi"
 ADDED_TARGET_US = 2.0
 PER_CHUNK_TARGET_US = 0.2
+# The anchors on its reference machine: a naive capture adds 3-4 us per request and
+# 0.85 us per chunk. Scaled by the naive middleware measured in the same run, the targets are
+# these fractions of it (2 / 3.5 and 0.2 / 0.85), checked on the ratio.
+ADDED_VS_NAIVE_TARGET = ADDED_TARGET_US / 3.5
+PER_CHUNK_VS_NAIVE_TARGET = PER_CHUNK_TARGET_US / 0.85
 App = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
 
@@ -133,13 +138,14 @@ async def _measure(scale: Scale) -> dict[str, Any]:
     streams = scale.pick(60, 30, 4)
     short, long = scale.pick((20, 200), (20, 200), (2, 10))
     json_apps = {name: factory() for name, factory in starlette_app.VARIANTS.items()}
-    sse_apps = {name: json_apps[name] for name in ("bare", "scr")}
+    sse_apps = {name: json_apps[name] for name in ("bare", "scr", "naive")}
     sent: Counter[str] = Counter()
     json_runs = await _rounds(json_apps, "/v1/chat/completions", b"", rounds, batch, sent)
     sse_path = "/stream/v1/chat/completions"
     sse_short = await _rounds(sse_apps, sse_path, f"n={short}".encode(), rounds, streams, sent)
     sse_long = await _rounds(sse_apps, sse_path, f"n={long}".encode(), rounds, streams, sent)
     added_short, added_long = _added_us(sse_short, "scr"), _added_us(sse_long, "scr")
+    naive_short, naive_long = _added_us(sse_short, "naive"), _added_us(sse_long, "naive")
     return {
         "rounds": rounds,
         "batch": batch,
@@ -152,6 +158,7 @@ async def _measure(scale: Scale) -> dict[str, Any]:
             "bare_us": [median(sse_short["bare"]) * 1e6, median(sse_long["bare"]) * 1e6],
             "added_us": [added_short, added_long],
             "per_chunk_us": (added_long - added_short) / (long - short),
+            "naive_per_chunk_us": (naive_long - naive_short) / (long - short),
             "per_request_us": added_short - short * (added_long - added_short) / (long - short),
         },
     }
@@ -190,6 +197,14 @@ def run(scale: Scale) -> BenchResult:
         target=Target("<=", ADDED_TARGET_US),
     )
     result.add(
+        "added per JSON request, scaled target (2 us of the reference's 3.5 us naive)",
+        added["scr"],
+        "us",
+        anchor="naive capture middleware",
+        anchor_value=added["naive"],
+        target=Target("<=", round(ADDED_VS_NAIVE_TARGET, 3), "ratio"),
+    )
+    result.add(
         "added per JSON request, BaseHTTPMiddleware no-op",
         added["basehttp"],
         "us",
@@ -205,6 +220,14 @@ def run(scale: Scale) -> BenchResult:
         anchor_value=(sse["bare_us"][1] - sse["bare_us"][0])
         / (sse["chunks"][1] - sse["chunks"][0]),
         target=Target("<=", PER_CHUNK_TARGET_US),
+    )
+    result.add(
+        "added per SSE chunk, scaled target (0.2 us of the reference's 0.85 us naive)",
+        sse["per_chunk_us"],
+        "us",
+        anchor="naive capture middleware, per chunk",
+        anchor_value=sse["naive_per_chunk_us"],
+        target=Target("<=", round(PER_CHUNK_VS_NAIVE_TARGET, 3), "ratio"),
     )
     result.add(
         "added per SSE stream (fixed part)",
