@@ -454,6 +454,55 @@ def _fast_epoch(value: Any) -> bool:
     return (kind is float or kind is int) and 0 <= value <= _MAX_EPOCH
 
 
+def normalize_built(raw: dict[str, Any]) -> dict[str, Any]:
+    """``normalize_event`` for an event the middleware's own builders made
+    (``scr_middleware.extract.build``), in about a third of the time.
+
+    Those builders guarantee the shape and every value they derive from a response: a
+    non-empty ``session_id``, epoch floats for the times, a ``duration_ms``, canonical usage
+    names with non-negative integer counts and its ``source``, a valid ``outcome``. Only what
+    user code supplies (the identity values, route metadata) is checked here; anything else
+    goes the general way. Tests pin that both paths agree on every fixture.
+    """
+    user_id = raw["user_id"]
+    organization_id = raw["organization_id"]
+    metadata = raw["metadata"]
+    if (
+        (user_id is not None and type(user_id) is not str)
+        or (organization_id is not None and type(organization_id) is not str)
+        or type(metadata) is not dict
+    ):
+        return normalize_event(raw)
+    usage = {"input_tokens": None, "output_tokens": None, "total_tokens": None, "model": None}
+    usage.update(raw["usage"])
+    tokens_in = usage["input_tokens"]
+    tokens_out = usage["output_tokens"]
+    if usage["total_tokens"] is None and tokens_in is not None and tokens_out is not None:
+        usage["total_tokens"] = tokens_in + tokens_out
+    event = {
+        "event_id": new_event_id(),
+        "event_type": EVENT_TYPE,
+        "schema_version": SCHEMA_VERSION,
+        "timestamp": None,
+        "session_id": raw["session_id"],
+        "session_type": raw["session_type"],
+        "user_id": user_id,
+        "organization_id": organization_id,
+        "start_time": raw["start_time"],
+        "end_time": raw["end_time"],
+        "duration_ms": raw["duration_ms"],
+        "usage": usage,
+        "outcome": raw["outcome"].copy(),
+        "metadata": metadata.copy(),
+        "transport": raw["transport"],
+    }
+    count = raw.get("message_count")
+    if count is not None:
+        event["message_count"] = count
+    event["request"] = raw["request"].copy()
+    return event
+
+
 def normalize_event(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Validate ``raw`` and return a new canonical event dict.
 

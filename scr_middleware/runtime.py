@@ -12,14 +12,14 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .config import load_config
 from .config_model import Config, DestinationConfig
 from .errors import InvalidEventError
-from .events import normalize_event
+from .events import normalize_built, normalize_event
 from .monitoring import RuntimeMonitoring, setup_logging
 from .observability.logs import log_once
 from .router.receipt import DISABLED, DROPPED, Receipt, settled_receipt
@@ -226,6 +226,14 @@ class SessionCompletionRuntime:
     def capture_nowait(self, event: Mapping[str, Any]) -> None:
         """``capture()`` for hot paths that never wait for delivery (the middleware): the
         same validation and accounting, but no receipt is created or settled."""
+        self._capture_unreceipted(event, normalize_event)
+
+    def capture_built(self, event: dict[str, Any]) -> None:
+        """``capture_nowait()`` for events the middleware's own builders made: their shape is
+        right by construction, so ``normalize_built`` checks only what user code supplied."""
+        self._capture_unreceipted(event, normalize_built)
+
+    def _capture_unreceipted(self, event: Any, normalize: Callable[[Any], dict[str, Any]]) -> None:
         started = time.perf_counter_ns()
         if self._closed:
             self._capture_after_shutdown(event)
@@ -234,7 +242,7 @@ class SessionCompletionRuntime:
             self.stats.disabled += 1
             return
         try:
-            normalized = normalize_event(event)
+            normalized = normalize(event)
         except InvalidEventError:
             self.stats.invalid += 1
             raise

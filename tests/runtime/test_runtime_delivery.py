@@ -275,6 +275,39 @@ def test_capture_nowait_delivers_and_accounts_like_capture(
     assert_accounted(runtime)
 
 
+def test_capture_built_delivers_what_capture_nowait_would(
+    sink: TimedSink, make_runtime: MakeRuntime
+) -> None:
+    """The middleware's cheap path: the same payload as the general one, less the id."""
+    runtime = make_runtime([http("billing", sink, batch_size=2, flush_interval_ms=0)])
+    built = {
+        "session_id": "chatcmpl-1",
+        "session_type": "chat",
+        "user_id": "u1",
+        "organization_id": None,
+        "start_time": 1_790_000_000.25,
+        "end_time": 1_790_000_000.5,
+        "duration_ms": 250.0,
+        "usage": {"input_tokens": 3, "output_tokens": 4, "model": "m", "source": "reported"},
+        "outcome": {"status": "success", "http_status": 200},
+        "transport": "http",
+        "request": {"method": "POST", "route": "/v1/chat/completions", "path": "/v1/chat"},
+        "metadata": {},
+        "message_count": 1,
+    }
+    runtime.capture_built(dict(built))
+    runtime.capture_nowait(dict(built))
+    assert runtime.flush(10.0)
+    first, second = sink.payloads()
+    for payload in (first, second):
+        payload.pop("event_id")
+        payload.pop("timestamp")
+    assert first == second
+    assert first["usage"]["total_tokens"] == 7
+    assert first["start_time"] == "2026-09-21T14:13:20.250Z"
+    assert_accounted(runtime)
+
+
 def test_capture_events_helper_routes_the_shared_runtime_to_memory() -> None:
     before = runtime_mod._shared
     with capture_events() as events:
