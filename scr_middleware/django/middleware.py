@@ -17,8 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.conf import settings as django_settings
-from django.core.exceptions import MiddlewareNotUsed
+from django.core.exceptions import MiddlewareNotUsed, RequestDataTooBig
 from django.utils.functional import SimpleLazyObject, empty
 
 from scr_middleware.extract import failsafe
@@ -26,8 +25,8 @@ from scr_middleware.extract.binding import Binding
 from scr_middleware.extract.observer import Observer
 from scr_middleware.extract.request import RequestInfo
 from scr_middleware.extract.routes import RouteMatch
-from scr_middleware.routes_options import endpoint_options
 from scr_middleware.wsgi.body import BodyState, ObservedBody
+from scr_middleware.wsgi.views import is_exempt
 
 from .conf import conf
 
@@ -54,6 +53,7 @@ class SessionCompletionMiddleware:
             markcoroutinefunction(self)
         self.binding = Binding(conf.config_source())  # ConfigError at start-up
         self.settings = self.binding.settings
+        self.max_request_body = self.settings.max_request_body_bytes
         if not self.settings.enabled:
             raise MiddlewareNotUsed("scr_middleware: middleware.enabled is false")
 
@@ -71,10 +71,10 @@ class SessionCompletionMiddleware:
         except BaseException as exc:  # only with DEBUG_PROPAGATE_EXCEPTIONS and the like
             observer.finish(exception=exc)
             raise
-        if self._exempt(request):
-            return response
-        self._resolve(request, observer, self._user_id(request))
-        return self._observe(request, response, observer)
+        if self._resolve(request, observer):
+            observer.request.user_id = self._user_id(request)
+            self._observe(request, response, observer)
+        return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         get_response: AsyncGetResponse = self.get_response
@@ -92,10 +92,10 @@ class SessionCompletionMiddleware:
             else:
                 observer.finish(exception=exc)
             raise
-        if self._exempt(request):
-            return response
-        self._resolve(request, observer, await self._auser_id(request))
-        return self._observe(request, response, observer)
+        if self._resolve(request, observer):
+            observer.request.user_id = await self._auser_id(request)
+            self._observe(request, response, observer)
+        return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         # Django turns the exception into its 500 page; the event reports the exception.
@@ -116,23 +116,18 @@ class SessionCompletionMiddleware:
 
     def _read_body(self, request: HttpRequest, observer: Observer) -> None:
         """Read ``request.body`` before the view, when that is invisible to it: a JSON body of
-        declared size within both our cap and ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (Django then
-        serves the view's reads from memory, as it does after any ``request.body``)."""
+        declared size within our cap (Django then serves the view's reads from memory, as it
+        does after any ``request.body``). Over ``DATA_UPLOAD_MAX_MEMORY_SIZE``, Django refuses
+        before reading anything, so the view meets the same refusal."""
         meta = request.META
         if "json" not in meta.get("CONTENT_TYPE", "json"):
             return
-        try:
-            length = int(meta.get("CONTENT_LENGTH") or "")
-        except ValueError:
-            return
-        django_cap = django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        if not 0 < length <= self.settings.max_request_body_bytes or (
-            django_cap is not None and length > django_cap
-        ):
+        length = meta.get("CONTENT_LENGTH")
+        if not (length and length.isdecimal() and 0 < int(length) <= self.max_request_body):
             return
         try:
             body = request.body
-        except OSError:  # UnreadablePostError: the client went away; the view will see it too
+        except (OSError, RequestDataTooBig):  # UnreadablePostError: the client went away
             return
         observer.on_request_body(body)
         new_body = observer.request_body_rewrite()
@@ -143,24 +138,19 @@ class SessionCompletionMiddleware:
             request._stream = io.BytesIO(new_body)
             meta["CONTENT_LENGTH"] = str(len(new_body))
 
-    def _resolve(self, request: HttpRequest, observer: Observer, user: str | None) -> None:
+    def _resolve(self, request: HttpRequest, observer: Observer) -> bool:
+        """The resolved view: False for ``@scr_exempt`` (nothing observed, nothing emitted),
+        else its route and options go to the observer."""
         try:
-            observer.request.user_id = user
             match = getattr(request, "resolver_match", None)
             if match is not None:
+                if is_exempt(match.func):
+                    return False
                 route = getattr(match, "route", None)
                 observer.set_endpoint(match.func, route if isinstance(route, str) else None)
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.binding.stats)
-
-    def _exempt(self, request: HttpRequest) -> bool:
-        """``@scr_exempt`` on the resolved view: nothing observed, nothing emitted."""
-        try:
-            match = getattr(request, "resolver_match", None)
-            return match is not None and endpoint_options(match.func)[0]
-        except Exception as exc:
-            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.binding.stats)
-            return False
+        return True
 
     def _user_id(self, request: HttpRequest) -> str | None:
         try:
@@ -184,37 +174,29 @@ class SessionCompletionMiddleware:
 
     def _observe(
         self, request: HttpRequest, response: HttpResponseBase, observer: Observer
-    ) -> HttpResponseBase:
+    ) -> None:
         try:
-            observer.on_response_start(response.status_code, list(response.items()))
+            observer.on_response_start(response.status_code, _headers(response))
             if not response.streaming:
                 content = getattr(response, "content", b"")
                 observer.on_chunk(content if isinstance(content, bytes) else b"", last=True)
-                self._finish(request, observer, False, None)
+                self.finish(request, observer, False, None)
             elif getattr(response, "file_to_stream", None) is not None:
-                self._finish(request, observer, False, None)  # sent by wsgi.file_wrapper
+                self.finish(request, observer, False, None)  # sent by wsgi.file_wrapper
             else:
-                self._wrap_stream(request, response, observer)
+                streamed: Any = response.streaming_content
+                if response.is_async:
+                    stream: BodyState = _AsyncStream(self, request, observer, streamed)
+                else:
+                    stream = _SyncStream(self, request, observer, streamed)
+                response.streaming_content = stream
+                stream.started()
+                length = response.get("Content-Length")
+                stream.expected = int(length) if length and length.isdigit() else None
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.binding.stats)
-        return response
 
-    def _wrap_stream(
-        self, request: HttpRequest, response: HttpResponseBase, observer: Observer
-    ) -> None:
-        state = BodyState(
-            observer, lambda cancelled, exc: self._finish(request, observer, cancelled, exc)
-        )
-        state.started()
-        length = response.get("Content-Length")
-        state.expected = int(length) if length and length.isdigit() else None
-        content: Any = response.streaming_content
-        if response.is_async:
-            response.streaming_content = _ObservedAsyncBody(content, state)
-        else:
-            response.streaming_content = ObservedBody(content, state)
-
-    def _finish(
+    def finish(
         self,
         request: HttpRequest,
         observer: Observer,
@@ -232,6 +214,15 @@ class SessionCompletionMiddleware:
         observer.finish(cancelled=cancelled, exception=exception)
 
 
+def _headers(response: HttpResponseBase) -> Any:
+    """The response's header pairs: Django keeps them as ``{lower name: (name, value)}``
+    (read directly: the public ``items()`` looks every name up again)."""
+    store = getattr(response.headers, "_store", None)
+    if type(store) is dict:
+        return list(store.values())
+    return list(response.items())
+
+
 def _user_id(user: Any) -> str | None:
     """An authenticated user's primary key, as a string."""
     if user is None or getattr(user, "is_authenticated", False) is not True:
@@ -240,36 +231,67 @@ def _user_id(user: Any) -> str | None:
     return str(pk) if pk is not None and pk != "" else None
 
 
-class _ObservedAsyncBody:
+class _SyncStream(ObservedBody):
+    """Sync ``streaming_content``: the view's chunks, unchanged, one by one."""
+
+    __slots__ = ("_middleware", "_request")
+
+    def __init__(
+        self,
+        middleware: SessionCompletionMiddleware,
+        request: HttpRequest,
+        observer: Observer,
+        content: Any,
+    ) -> None:
+        super().__init__(observer)
+        self._result = content
+        self._middleware = middleware
+        self._request = request
+
+    def finish_event(self, cancelled: bool, exception: BaseException | None) -> None:
+        self._middleware.finish(self._request, self.observer, cancelled, exception)
+
+
+class _AsyncStream(BodyState):
     """Async ``streaming_content``: the view's chunks, unchanged, one by one. Only async
     iteration is offered, so Django keeps treating the response as async."""
 
-    __slots__ = ("_iterator", "_state")
+    __slots__ = ("_iterator", "_middleware", "_request")
 
-    def __init__(self, content: AsyncIterator[bytes], state: BodyState) -> None:
+    def __init__(
+        self,
+        middleware: SessionCompletionMiddleware,
+        request: HttpRequest,
+        observer: Observer,
+        content: AsyncIterator[bytes],
+    ) -> None:
+        super().__init__(observer)
         self._iterator = content
-        self._state = state
+        self._middleware = middleware
+        self._request = request
 
-    def __aiter__(self) -> _ObservedAsyncBody:
+    def finish_event(self, cancelled: bool, exception: BaseException | None) -> None:
+        self._middleware.finish(self._request, self.observer, cancelled, exception)
+
+    def __aiter__(self) -> _AsyncStream:
         return self
 
     async def __anext__(self) -> bytes:
-        state = self._state
         while True:
             try:
                 chunk = await anext(self._iterator)
             except StopAsyncIteration:
-                tail = state.end()
+                tail = self.end()
                 if tail:
                     return tail
                 raise
             except BaseException as exc:  # CancelledError: the client disconnected
-                state.fail(exc)
+                self.fail(exc)
                 raise
-            out = state.forward(chunk)
+            out = self.forward(chunk)
             if out or not chunk:
                 return out
 
     def close(self) -> None:
         # Django calls this from response.close(): a stream closed before its end was cut off.
-        self._state.close()
+        self.settle_closed()

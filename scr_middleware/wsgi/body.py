@@ -1,7 +1,11 @@
 """The response body as the server pulls it: chunks forwarded one by one, unchanged, and the
 event finished exactly once, at exhaustion, failure or ``close()`` (OpenTelemetry's
-``_end_span_after_iterating`` pattern, as a class so that a ``close()`` before the first
-``next()`` still finishes). Django's streaming wrappers share ``BodyState``."""
+``_end_span_after_iterating`` pattern; ``close()`` before the first ``next()`` still
+finishes). Django's streaming wrappers share these classes.
+
+Subclasses implement ``finish_event``; the state lives on the wrapper itself (no callback, no
+second object), so a request leaves no reference cycle behind for the garbage collector.
+"""
 
 from __future__ import annotations
 
@@ -10,25 +14,29 @@ from collections.abc import Callable, Iterable, Iterator
 
 from scr_middleware.extract.observer import Observer
 
-__all__ = ["BodyState", "ObservedBody", "SizedObservedBody"]
+__all__ = ["BodyState", "ObservedBody"]
 
 
 class BodyState:
-    """Where one response body is; ``finish(cancelled, exception)`` runs once."""
+    """Where one response body is; ``finish_event(cancelled, exception)`` runs once."""
 
-    __slots__ = ("_finish", "done", "ended", "expected", "feed", "observer", "sent")
+    __slots__ = ("done", "ended", "expected", "feed", "observer", "sent")
 
-    def __init__(
-        self, observer: Observer, finish: Callable[[bool, BaseException | None], None]
-    ) -> None:
+    def __init__(self, observer: Observer) -> None:
         self.observer = observer
-        self._finish = finish
         self.expected: int | None = None  # Content-Length, when the response declared one
         self.sent = 0
         self.ended = False  # the iterator was exhausted
         self.done = False
         # The observer's chunk feed (``started`` sets it): one call per chunk, failsafe here.
         self.feed: Callable[[bytes, bool], bytes] | None = None
+
+    def finish_event(self, cancelled: bool, exception: BaseException | None) -> None:
+        raise NotImplementedError
+
+    def declared_length(self) -> int | None:
+        """The response's Content-Length (asked only when closed before the end)."""
+        return self.expected
 
     def started(self) -> None:
         """The observer saw the response start: chunks go to its feed from now on."""
@@ -54,7 +62,10 @@ class BodyState:
         self.ended = True
         tail = self.observer.on_chunk(b"", last=True)
         self.sent += len(tail)
-        self.close()
+        if not self.done:
+            self.done = True
+            self.feed = None
+            self.finish_event(False, None)
         return tail
 
     def cancel(self) -> None:
@@ -66,11 +77,13 @@ class BodyState:
         else:
             self._settle(False, exc)
 
-    def close(self) -> None:
+    def settle_closed(self) -> None:
         # Closed before the end is a client that left, unless the declared length went out
         # (a server may stop pulling once it has sent Content-Length bytes).
-        complete = self.ended or (self.expected is not None and self.sent >= self.expected)
-        self._settle(not complete, None)
+        if not self.done:
+            expected = None if self.ended else self.declared_length()
+            complete = self.ended or (expected is not None and self.sent >= expected)
+            self._settle(not complete, None)
 
     def skip(self) -> None:
         """Never finish: an exempt view emits nothing."""
@@ -80,40 +93,46 @@ class BodyState:
         if not self.done:
             self.done = True
             self.feed = None
-            self._finish(cancelled, exception)
+            self.finish_event(cancelled, exception)
 
 
-class ObservedBody:
-    """The iterable handed to the server (or Django's sync ``streaming_content``)."""
+class ObservedBody(BodyState):
+    """The iterable handed to the server (or Django's sync ``streaming_content``), forwarding
+    the chunks of ``result`` (set by the subclass). Iterating it runs a generator: cheaper per
+    chunk than a ``__next__`` method, and its end raises no exception."""
 
-    __slots__ = ("_iterator", "_result", "_state")
+    __slots__ = ("_result",)
 
-    def __init__(self, result: Iterable[bytes], state: BodyState) -> None:
-        self._result = result
-        self._state = state
-        self._iterator: Iterator[bytes] | None = None
+    def __init__(self, observer: Observer) -> None:
+        super().__init__(observer)
+        self._result: Iterable[bytes] = ()
 
-    def __iter__(self) -> ObservedBody:
-        return self
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks()
 
-    def __next__(self) -> bytes:
-        state = self._state
-        while True:
-            try:
-                if self._iterator is None:
-                    self._iterator = iter(self._result)
-                chunk = next(self._iterator)
-            except StopIteration:
-                tail = state.end()
-                if tail:
-                    return tail
-                raise
-            except BaseException as exc:
-                state.fail(exc)
-                raise
-            out = state.forward(chunk)
-            if out or not chunk:  # only a held-back usage event yields nothing: read on
-                return out
+    def _chunks(self) -> Iterator[bytes]:
+        try:
+            for chunk in self._result:
+                feed = self.feed
+                if feed is None:
+                    out = chunk
+                else:
+                    try:
+                        out = feed(chunk, False)
+                    except Exception as exc:
+                        self.feed = None
+                        out = self.observer.chunk_failed(exc, chunk)
+                self.sent += len(out)
+                if out or not chunk:  # only a held-back usage event yields nothing: read on
+                    yield out
+        except GeneratorExit:
+            raise  # the server dropped its iterator: close() (on the iterable) decides
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+        tail = self.end()
+        if tail:
+            yield tail
 
     def close(self) -> None:
         try:
@@ -121,16 +140,7 @@ class ObservedBody:
             if close is not None:
                 close()
         except BaseException as exc:
-            self._state.fail(exc)
+            self.fail(exc)
             raise
         finally:
-            self._state.close()
-
-
-class SizedObservedBody(ObservedBody):
-    """Keeps ``len()`` for servers that use it (wsgiref sets Content-Length for one block)."""
-
-    __slots__ = ()
-
-    def __len__(self) -> int:
-        return len(self._result)  # type: ignore[arg-type]
+            self.settle_closed()

@@ -1,5 +1,6 @@
-"""``wsgi.input`` for observed requests: copied to the observer as the app reads it (never
-read ahead), or, for ``ensure_stream_usage``, read whole first so that it can be rewritten."""
+"""``wsgi.input`` for observed requests. A body of declared length within the cap is read
+whole before the app (and rewritten for ``ensure_stream_usage``); one without a length
+(chunked) is copied to the observer as the app reads it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from scr_middleware.extract.observer import Observer
 
-__all__ = ["TeeInput", "read_ahead"]
+__all__ = ["TeeInput", "read_body"]
 
 
 class TeeInput:
@@ -92,20 +93,19 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-def read_ahead(environ: MutableMapping[str, Any], observer: Observer, limit: int) -> bool | None:
-    """Read a body of known size up to ``limit`` before the app, and put it (rewritten when
-    the observer asks) back as ``wsgi.input``, fixing ``CONTENT_LENGTH``. Returns False when
-    the input was left alone, True when replaced, None when the client failed mid-body (the
-    app then gets what arrived, followed by the stream's own failure)."""
-    stream = environ.get("wsgi.input")
+def read_body(environ: MutableMapping[str, Any], stream: Any, length: int) -> bytes | None:
+    """A body of declared ``length``, read before the app: ``length`` bytes, or fewer when the
+    stream ends early. None when the client failed mid-body: ``wsgi.input`` then gives the app
+    what arrived, followed by the stream's own failure."""
     try:
-        length = int(environ.get("CONTENT_LENGTH") or "")
-    except ValueError:
-        return False
-    if stream is None or not 0 < length <= limit:
-        return False
-    parts: list[bytes] = []
-    got = 0
+        data: bytes = stream.read(length)
+    except Exception:
+        environ["wsgi.input"] = _Prefixed(b"", stream)
+        return None
+    got = len(data)
+    if got == length or not data:  # one read: what servers do for a declared length
+        return data
+    parts = [data]
     try:
         while got < length:
             data = stream.read(length - got)
@@ -116,11 +116,4 @@ def read_ahead(environ: MutableMapping[str, Any], observer: Observer, limit: int
     except Exception:
         environ["wsgi.input"] = _Prefixed(b"".join(parts), stream)
         return None
-    body = b"".join(parts)
-    observer.on_request_body(body)
-    new_body = observer.request_body_rewrite() if got == length else None
-    if new_body is not None:
-        body = new_body
-        environ["CONTENT_LENGTH"] = str(len(new_body))
-    environ["wsgi.input"] = io.BytesIO(body)
-    return True
+    return b"".join(parts)

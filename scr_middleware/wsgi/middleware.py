@@ -1,20 +1,22 @@
-"""``SessionCompletionMiddleware``: per-request state lives in a new ``_Responder``; requests to
+"""``SessionCompletionMiddleware``: per-request state lives in one new ``_Exchange``, which is
+at once the ``start_response`` the app gets and the iterable the server gets; requests to
 other paths reach the app with the original ``environ`` and ``start_response``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Final
+import io
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Final
 
 from scr_middleware.extract import failsafe
 from scr_middleware.extract.request import RequestInfo
 from scr_middleware.extract.routes import RouteMatch
-from scr_middleware.extract.settings import OBSERVED_METHODS
-from scr_middleware.routes_options import endpoint_options
+from scr_middleware.extract.settings import OBSERVED_METHODS, ObserverSettings
 
 from ..extract.binding import Binding, ConfigSource
-from .body import BodyState, ObservedBody, SizedObservedBody
-from .input import TeeInput, read_ahead
+from .body import ObservedBody
+from .input import TeeInput, read_body
+from .views import is_exempt
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -45,6 +47,11 @@ Write = Callable[[bytes], object]
 class SessionCompletionMiddleware:
     """``SessionCompletionMiddleware(app, *, config=None, runtime=None)`` (see ``Binding``)."""
 
+    # A framework adapter's hook, called with the environ from the app's ``start_response``
+    # (inside the framework, while its request context is alive): it puts what only the
+    # framework knows under the ``ENVIRON_*`` keys (``scr_middleware.flask`` does).
+    in_context: Callable[[WSGIEnvironment], object] | None = None
+
     def __init__(
         self,
         app: WSGIApplication,
@@ -64,16 +71,24 @@ class SessionCompletionMiddleware:
         if match is None:
             return self.app(environ, start_response)
         try:
-            responder = _Responder(self, environ, path, match)
+            exchange = _Exchange(self, environ, path, match, start_response)
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.binding.stats)
             return self.app(environ, start_response)
-        return responder.run(start_response)
+        try:
+            result = self.app(environ, exchange)
+        except BaseException as exc:
+            if exchange.disconnected:
+                exchange.cancel()
+            else:
+                exchange.fail(exc)
+            raise
+        return exchange.wrap(result)
 
 
 def _content_length(headers: Iterable[tuple[str, str]]) -> int | None:
     for name, value in headers:
-        if name.lower() == "content-length":
+        if len(name) == 14 and name.lower() == "content-length":
             try:
                 return int(value)
             except ValueError:
@@ -81,25 +96,18 @@ def _content_length(headers: Iterable[tuple[str, str]]) -> int | None:
     return None
 
 
-def _status_code(status: str) -> int:
-    try:
-        return int(status[:3])
-    except ValueError:
-        return 0
-
-
-class _Responder:
-    """One request: its observer, the wrapped ``start_response`` and body."""
+class _Exchange(ObservedBody):
+    """One request: its observer, the ``start_response`` handed to the app (``__call__``) and
+    the body handed to the server (``ObservedBody``)."""
 
     __slots__ = (
-        "app",
-        "binding",
         "disconnected",
         "environ",
-        "observer",
+        "headers",
+        "in_context",
         "server_start",
-        "skip",
-        "state",
+        "server_write",
+        "stats",
     )
 
     def __init__(
@@ -108,83 +116,100 @@ class _Responder:
         environ: WSGIEnvironment,
         path: str,
         match: RouteMatch,
+        start_response: StartResponse,
     ) -> None:
-        self.app = middleware.app
-        self.binding = middleware.binding
-        self.environ = environ
+        binding = middleware.binding
         user = environ.get("REMOTE_USER")
-        request = RequestInfo.from_environ(
-            environ.get("REQUEST_METHOD", ""),
-            path,
-            environ,
-            user if isinstance(user, str) and user else None,
+        observer = binding.observer(
+            RequestInfo.from_environ(
+                environ.get("REQUEST_METHOD", ""),
+                path,
+                environ,
+                user if isinstance(user, str) and user else None,
+            ),
+            match,
         )
-        self.observer = middleware.binding.observer(request, match)
-        self.state = BodyState(self.observer, self._finish)
-        self.skip = False  # an @scr_exempt view: pass everything through
+        # The state of ObservedBody, set here rather than through two __init__ calls.
+        self.observer = observer
+        self.expected = None
+        self.sent = 0
+        self.ended = False
+        self.done = False
+        self.feed = None
+        self._result = ()
+        self.environ = environ
+        self.stats = binding.stats
+        self.in_context = middleware.in_context
+        self.server_start = start_response
+        self.server_write: Callable[[bytes], object] | None = None
+        self.headers: list[tuple[str, str]] | None = None
         self.disconnected = False
         environ[ENVIRON_OBSERVED] = True
+        if observer.wants_request_body():
+            self._prepare_input(binding.settings)
 
-    def run(self, start_response: StartResponse) -> Iterable[bytes]:
-        self.server_start = start_response
-        self._prepare_input()
-        try:
-            result = self.app(self.environ, self._start_response)
-        except BaseException as exc:
-            if self.disconnected:
-                self.state.cancel()
-            else:
-                self.state.fail(exc)
-            raise
-        if self.skip:
+    def wrap(self, result: Iterable[bytes]) -> Iterable[bytes]:
+        """What the server gets for the app's ``result``."""
+        if self.done:  # an exempt view: pass everything through
             return result
         file_wrapper = self.environ.get("wsgi.file_wrapper")
         if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
             # The server sends the file itself (sendfile): observed as a response without body.
-            self.state.ended = True
-            self.state.close()
+            self.ended = True
+            self.settle_closed()
             return result
+        self._result = result
         if hasattr(result, "__len__"):
-            return SizedObservedBody(result, self.state)
-        return ObservedBody(result, self.state)
+            return _Sized(self, result)
+        return self
+
+    def declared_length(self) -> int | None:
+        return _content_length(self.headers) if self.headers is not None else None
 
     # -- response ------------------------------------------------------------------------
 
-    def _start_response(
+    def __call__(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
     ) -> Write:
+        """The app's ``start_response``."""
         server_write = (
             self.server_start(status, headers)
             if exc_info is None
             else self.server_start(status, headers, exc_info)
         )
-        if self.skip or self._exempt():
+        if self.done:
             return server_write
-        self.observer.on_response_start(_status_code(status), headers)
-        self.state.started()
-        self.state.expected = _content_length(headers)
-
-        def write(data: bytes) -> object:
-            # The legacy write() callable: a failure here is the server losing the client.
-            try:
-                return server_write(self.state.forward(data))
-            except BaseException:
-                self.disconnected = True
-                raise
-
-        return write
-
-    def _exempt(self) -> bool:
+        environ = self.environ
         try:
-            endpoint = self.environ.get(ENVIRON_ENDPOINT)
-            if endpoint is not None and endpoint_options(endpoint)[0]:
-                self.skip = True
-                self.state.skip()
+            if self.in_context is not None:
+                self.in_context(environ)
+            endpoint = environ.get(ENVIRON_ENDPOINT)
+            if endpoint is not None and is_exempt(endpoint):
+                self.skip()
+                return server_write
         except Exception as exc:
-            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.binding.stats)
-        return self.skip
+            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.stats)
+        try:
+            code = int(status[:3])
+        except ValueError:
+            code = 0
+        self.observer.on_response_start(code, headers)
+        self.feed = self.observer.chunk_feed()
+        self.headers = headers  # for declared_length(), only needed when closed early
+        self.server_write = server_write
+        return self._write
 
-    def _finish(self, cancelled: bool, exception: BaseException | None) -> None:
+    def _write(self, data: bytes) -> object:
+        """The legacy ``write()`` callable: a failure here is the server losing the client."""
+        server_write = self.server_write
+        assert server_write is not None  # set by __call__, which returned this method
+        try:
+            return server_write(self.forward(data))
+        except BaseException:
+            self.disconnected = True
+            raise
+
+    def finish_event(self, cancelled: bool, exception: BaseException | None) -> None:
         observer = self.observer
         try:
             environ = self.environ
@@ -204,27 +229,61 @@ class _Responder:
             ):
                 exception = stored  # the framework turned it into its 500 page
         except Exception as exc:
-            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.binding.stats)
+            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.stats)
         observer.finish(cancelled=cancelled, exception=exception)
 
     # -- request body ----------------------------------------------------------------------
 
-    def _prepare_input(self) -> None:
+    def _prepare_input(self, settings: ObserverSettings) -> None:
+        """A body of declared length within the cap is read whole before the app, observed
+        and put back as a ``BytesIO`` (rewritten for ``ensure_stream_usage``, with
+        ``CONTENT_LENGTH`` fixed): one read, and nothing between the app and its reads. A
+        body without a length (chunked) is copied to the observer as the app reads it."""
+        environ = self.environ
         try:
+            stream = environ.get("wsgi.input")
+            length = environ.get("CONTENT_LENGTH")
+            if stream is None:
+                return
+            if not (length and length.isdecimal()):
+                environ["wsgi.input"] = TeeInput(stream, self.observer, self._input_failed)
+                return
+            size = int(length)
+            if not 0 < size <= settings.max_request_body_bytes:
+                return  # empty, or over the cap (the observer would drop it): nothing to see
+            body = read_body(environ, stream, size)
+            if body is None:
+                self.disconnected = True  # the client went away mid-body
+                return
             observer = self.observer
-            if observer.may_rewrite_request():
-                done = read_ahead(
-                    self.environ, observer, self.binding.settings.max_request_body_bytes
-                )
-                if done is None:
-                    self.disconnected = True
-                if done is not False:
-                    return
-            stream = self.environ.get("wsgi.input")
-            if observer.wants_request_body() and stream is not None:
-                self.environ["wsgi.input"] = TeeInput(stream, observer, self._input_failed)
+            observer.on_request_body(body)
+            if settings.ensure_stream_usage and len(body) == size:
+                new_body = observer.request_body_rewrite()
+                if new_body is not None:
+                    body = new_body
+                    environ["CONTENT_LENGTH"] = str(len(new_body))
+            environ["wsgi.input"] = io.BytesIO(body)
         except Exception as exc:
-            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.binding.stats)
+            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.stats)
 
     def _input_failed(self) -> None:
         self.disconnected = True  # the body could not be read: the client is gone
+
+
+class _Sized:
+    """Keeps ``len()`` for servers that use it (wsgiref sets Content-Length for one block)."""
+
+    __slots__ = ("_body", "_result")
+
+    def __init__(self, body: _Exchange, result: Any) -> None:
+        self._body = body
+        self._result = result
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._body._chunks()
+
+    def __len__(self) -> int:
+        return len(self._result)
+
+    def close(self) -> None:
+        self._body.close()
