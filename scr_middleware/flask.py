@@ -3,10 +3,12 @@
 The extension wraps ``app.wsgi_app`` in the WSGI middleware, so streamed responses pass
 through chunk by chunk exactly as they do without it. What only Flask knows (the view that
 handled the request, ``g.user``, the exception behind a 500 page) exists only while the
-request context is pushed, so two hooks copy it onto the WSGI environ, where the middleware
-reads it when the response finishes: ``after_request`` (it runs before the response is
-started, also for error pages) and ``teardown_request`` (it runs even when ``after_request``
-was skipped, and is the one that receives the unhandled exception).
+request context is pushed. No request hook is registered (Flask would run it on every
+request, observed or not): the middleware's ``start_response``, which Flask calls inside the
+request context (also for error pages), copies the view, route and user onto the WSGI environ,
+where the middleware reads them when the response finishes; the ``got_request_exception``
+signal, sent only when a view fails, records the exception (and the rest, for an exception
+that propagates without a response).
 
 Settings come from ``app.config["SCR"]`` (a dict with the YAML block's structure), else
 ``app.config["SCR_CONFIG_FILE"]``, else the ``SCR_CONFIG_FILE`` environment variable; they are
@@ -20,7 +22,7 @@ import os
 from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
 
-from flask import current_app, g, request
+from flask import g, got_request_exception, has_request_context, request
 
 from .errors import ConfigError
 from .extract import failsafe
@@ -35,7 +37,8 @@ from .wsgi import (
 )
 
 if TYPE_CHECKING:
-    from flask import Flask, Response
+    from _typeshed.wsgi import WSGIEnvironment
+    from flask import Flask
 
     from .runtime import SessionCompletionRuntime
 
@@ -59,13 +62,44 @@ class SessionCompletion:
         if EXTENSION_KEY in app.extensions:
             # A second wrap would observe every request twice and emit two events.
             raise RuntimeError("scr_middleware.flask.SessionCompletion is already set up here")
-        middleware = SessionCompletionMiddleware(
-            app.wsgi_app, config=_config_source(app.config), runtime=self._runtime
-        )
+        middleware = _FlaskMiddleware(app, config=_config_source(app.config), runtime=self._runtime)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.extensions[EXTENSION_KEY] = middleware
-        app.after_request(_after_request)
-        app.teardown_request(_teardown_request)
+        got_request_exception.connect(_got_request_exception, app, weak=False)
+
+
+class _FlaskMiddleware(SessionCompletionMiddleware):
+    """The WSGI middleware around ``app.wsgi_app``, with Flask's view, route and user."""
+
+    def __init__(
+        self,
+        app: Flask,
+        *,
+        config: ConfigSource,
+        runtime: SessionCompletionRuntime | None,
+    ) -> None:
+        super().__init__(app.wsgi_app, config=config, runtime=runtime)
+        self.view_functions = app.view_functions
+        self.in_context = self.record
+
+    def record(self, environ: WSGIEnvironment) -> None:
+        """Called from ``start_response`` (inside the app): the view, route and user."""
+        in_context = has_request_context()
+        # Outside the request context (a wrapper inside this one that starts the response
+        # late), Werkzeug's request object on the environ still has the view and route.
+        flask_request = (
+            request._get_current_object()  # type: ignore[attr-defined]
+            if in_context
+            else environ.get("werkzeug.request")
+        )
+        rule = getattr(flask_request, "url_rule", None)
+        if rule is not None:
+            environ[ENVIRON_ENDPOINT] = self.view_functions.get(rule.endpoint)
+            environ[ENVIRON_ROUTE] = rule.rule
+        if in_context:
+            user = user_id()
+            if user is not None:
+                environ[ENVIRON_USER_ID] = user
 
 
 def _config_source(config: Mapping[str, Any]) -> ConfigSource:
@@ -83,35 +117,18 @@ def _config_source(config: Mapping[str, Any]) -> ConfigSource:
     return path
 
 
-def _after_request(response: Response) -> Response:
-    environ = request.environ
-    if environ.get(ENVIRON_OBSERVED):
-        _record(environ)
-    return response
-
-
-def _teardown_request(exc: BaseException | None) -> None:
-    environ = request.environ
-    if not environ.get(ENVIRON_OBSERVED):
-        return
-    if ENVIRON_ENDPOINT not in environ:
-        _record(environ)
-    if exc is not None:
-        environ[ENVIRON_EXCEPTION] = exc
-
-
-def _record(environ: dict[str, Any]) -> None:
+def _got_request_exception(sender: Flask, exception: BaseException, **_: Any) -> None:
+    """Flask is about to turn ``exception`` into its 500 page (or to let it propagate)."""
     try:
-        endpoint = request.endpoint
-        environ[ENVIRON_ENDPOINT] = current_app.view_functions.get(endpoint) if endpoint else None
-        rule = request.url_rule
-        if rule is not None:
-            environ[ENVIRON_ROUTE] = rule.rule
-        user = user_id()
-        if user is not None:
-            environ[ENVIRON_USER_ID] = user
+        environ = request.environ
+        if not environ.get(ENVIRON_OBSERVED):
+            return
+        environ[ENVIRON_EXCEPTION] = exception
+        middleware = sender.extensions.get(EXTENSION_KEY)
+        if isinstance(middleware, _FlaskMiddleware):
+            middleware.record(environ)  # with PROPAGATE_EXCEPTIONS no response is started
     except Exception as exc:
-        middleware = current_app.extensions.get(EXTENSION_KEY)
+        middleware = sender.extensions.get(EXTENSION_KEY)
         stats = middleware.binding.stats if middleware is not None else None
         failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, stats)
 
@@ -119,9 +136,10 @@ def _record(environ: dict[str, Any]) -> None:
 def user_id() -> str | None:
     """The authenticated user: ``g.user`` (its ``.id``, or the value itself when it is a string
     or an int), else Flask-Login's user (``get_id()``); None for anonymous users."""
-    user = g.get("user")
+    ctx_globals: Any = g._get_current_object()  # one proxy lookup for both names
+    user = ctx_globals.get("user")
     if user is None:
-        user = g.get("_login_user")  # Flask-Login's current_user, once it was loaded
+        user = ctx_globals.get("_login_user")  # Flask-Login's current_user, once it was loaded
     if user is None or getattr(user, "is_authenticated", True) is False:
         return None
     if isinstance(user, str | int) and not isinstance(user, bool):
