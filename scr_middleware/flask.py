@@ -22,7 +22,7 @@ import os
 from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
 
-from flask import g, got_request_exception, has_request_context, request
+from flask import g, got_request_exception, request
 
 from .errors import ConfigError
 from .extract import failsafe
@@ -79,27 +79,37 @@ class _FlaskMiddleware(SessionCompletionMiddleware):
         runtime: SessionCompletionRuntime | None,
     ) -> None:
         super().__init__(app.wsgi_app, config=config, runtime=runtime)
-        self.view_functions = app.view_functions
+        self.flask_app = app
         self.in_context = self.record
 
     def record(self, environ: WSGIEnvironment) -> None:
         """Called from ``start_response`` (inside the app): the view, route and user."""
-        in_context = has_request_context()
-        # Outside the request context (a wrapper inside this one that starts the response
-        # late), Werkzeug's request object on the environ still has the view and route.
-        flask_request = (
-            request._get_current_object()  # type: ignore[attr-defined]
-            if in_context
-            else environ.get("werkzeug.request")
-        )
-        rule = getattr(flask_request, "url_rule", None)
+        try:
+            rule = request._get_current_object().url_rule  # type: ignore[attr-defined]
+        except RuntimeError:
+            # Started outside the request context (a wrapper inside this one that starts the
+            # response late): the view and route, matched again; the user is gone with ``g``.
+            rule = self._match(environ)
+            in_context = False
+        else:
+            in_context = True
         if rule is not None:
-            environ[ENVIRON_ENDPOINT] = self.view_functions.get(rule.endpoint)
+            environ[ENVIRON_ENDPOINT] = self.flask_app.view_functions.get(rule.endpoint)
             environ[ENVIRON_ROUTE] = rule.rule
         if in_context:
             user = user_id()
             if user is not None:
                 environ[ENVIRON_USER_ID] = user
+
+    def _match(self, environ: WSGIEnvironment) -> Any:
+        """The URL rule Flask matched for ``environ`` (None for a 404/405 or a redirect)."""
+        app = self.flask_app
+        try:
+            # shallow: this request object must not read the body nor claim the environ
+            adapter = app.create_url_adapter(app.request_class(environ, shallow=True))
+            return adapter.match(return_rule=True)[0] if adapter is not None else None
+        except Exception:  # NotFound, MethodNotAllowed, RequestRedirect, a bad Host...
+            return None
 
 
 def _config_source(config: Mapping[str, Any]) -> ConfigSource:

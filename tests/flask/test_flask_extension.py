@@ -139,6 +139,78 @@ def test_propagated_exception_is_reraised_unchanged(captured: Any) -> None:
     assert event["outcome"]["error_type"] == "RuntimeError"
 
 
+def test_propagated_exception_keeps_the_user_and_route(captured: Any) -> None:
+    """No response is started: the got_request_exception signal records what Flask knows."""
+    cap = captured()
+    app = gateway(cap)
+    app.testing = True
+    with pytest.raises(RuntimeError, match="on fire"):
+        app.test_client().post(
+            CHAT, json=REQUEST, headers={"X-Scenario": "boom", "Authorization": "Bearer user-8"}
+        )
+    (event,) = cap.events(1)
+    assert event["user_id"] == "8"
+    assert event["request"]["route"] == CHAT
+
+
+def test_exempt_view_that_propagates_an_exception_emits_nothing(captured: Any) -> None:
+    cap = captured()
+    app = gateway(cap)
+    app.testing = True
+    with pytest.raises(RuntimeError, match="on fire"):
+        app.test_client().post(
+            "/v1/exempt/chat/completions", json=REQUEST, headers={"X-Scenario": "boom"}
+        )
+    assert cap.settled() == []
+
+
+def test_no_request_hooks_are_registered(captured: Any) -> None:
+    """Flask runs request hooks on every request, observed or not: the extension adds none."""
+    cap = captured()
+    app = create_app(with_extension=False)
+    before = (
+        {key: list(funcs) for key, funcs in app.after_request_funcs.items()},
+        {key: list(funcs) for key, funcs in app.teardown_request_funcs.items()},
+    )
+    SessionCompletion(app, runtime=cap.runtime)
+    after = (
+        {key: list(funcs) for key, funcs in app.after_request_funcs.items()},
+        {key: list(funcs) for key, funcs in app.teardown_request_funcs.items()},
+    )
+    assert after == before
+
+
+def test_response_started_outside_the_request_context(captured: Any) -> None:
+    """A wrapper inside the extension that starts the response only when the body is pulled
+    (after Flask popped its context): the view and route still come from Werkzeug's request."""
+    cap = captured()
+    app = create_app(with_extension=False)
+    flask_wsgi_app = app.wsgi_app
+
+    def late_start(environ: dict[str, Any], start_response: Any) -> Any:
+        started: list[Any] = []
+        body = flask_wsgi_app(environ, lambda *args: started.append(args))
+
+        def pulled() -> Any:
+            start_response(*started[-1])
+            yield from body
+
+        return pulled()
+
+    app.wsgi_app = late_start  # type: ignore[method-assign]
+    SessionCompletion(app, runtime=cap.runtime)
+    client = app.test_client()
+    exempt = client.post("/v1/exempt/chat/completions", json=REQUEST, headers={"X-Test-Id": "l1"})
+    assert exempt.data == fake.completion(REQUEST, "l1")
+    agent = client.post("/v1/agent/chat/completions", json=REQUEST, headers={"X-Test-Id": "l2"})
+    assert agent.data == fake.completion(REQUEST, "l2")
+    (event,) = cap.events(1)
+    assert event["session_id"] == "chatcmpl-l2"
+    assert event["session_type"] == "agent"
+    assert event["request"]["route"] == "/v1/agent/chat/completions"
+    assert [e["session_id"] for e in cap.settled()] == ["chatcmpl-l2"]
+
+
 def test_settings_from_app_config(captured: Any, tmp_path: Path) -> None:
     cap = captured()
     app = gateway(cap, SCR={"middleware": {"include_routes": ["/llm/*"]}})
