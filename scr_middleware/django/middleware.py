@@ -130,7 +130,7 @@ class SessionCompletionMiddleware:
         except (OSError, RequestDataTooBig):  # UnreadablePostError: the client went away
             return
         observer.on_request_body(body)
-        new_body = observer.request_body_rewrite()
+        new_body = observer.request_body_rewrite() if self.settings.ensure_stream_usage else None
         if new_body is not None:
             # ensure_stream_usage: Django has no public setter for the body; these are the two
             # attributes its ``body`` property itself fills in.

@@ -211,23 +211,25 @@ class _Exchange(ObservedBody):
 
     def finish_event(self, cancelled: bool, exception: BaseException | None) -> None:
         observer = self.observer
+        environ = self.environ
         try:
-            environ = self.environ
             request = observer.request
             if request.user_id is None:
                 user = environ.get(ENVIRON_USER_ID) or environ.get("REMOTE_USER")
-                request.user_id = user if isinstance(user, str) and user else None
-            endpoint, route = environ.get(ENVIRON_ENDPOINT), environ.get(ENVIRON_ROUTE)
+                if user and isinstance(user, str):
+                    request.user_id = user
+            endpoint = environ.get(ENVIRON_ENDPOINT)
+            route = environ.get(ENVIRON_ROUTE)
             if endpoint is not None or route is not None:
                 observer.set_endpoint(endpoint, route if isinstance(route, str) else None)
-            stored = environ.get(ENVIRON_EXCEPTION)
-            if (
-                exception is None
-                and not cancelled
-                and isinstance(stored, BaseException)
-                and (observer.status or 500) >= 500
-            ):
-                exception = stored  # the framework turned it into its 500 page
+            if exception is None and not cancelled:
+                stored = environ.get(ENVIRON_EXCEPTION)
+                if (
+                    stored is not None
+                    and isinstance(stored, BaseException)
+                    and (observer.status or 500) >= 500
+                ):
+                    exception = stored  # the framework turned it into its 500 page
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.stats)
         observer.finish(cancelled=cancelled, exception=exception)

@@ -339,3 +339,27 @@ def test_header_identity_sources_read_meta(shared: Any) -> None:
     asyncio.run(call())
     events = cap.events(2)
     assert sorted(e["organization_id"] for e in events) == ["org-1", "tenant-2"]
+
+
+def test_body_over_data_upload_max_memory_size_is_left_to_the_view(shared: Any) -> None:
+    """Django refuses such a body before reading it: the view meets the same refusal as
+    without the middleware, and the event goes without the body."""
+    cap = shared({"user_id_sources": ["body:user"]})
+    seen: dict[str, Any] = {}
+
+    def get_response(req: HttpRequest) -> HttpResponse:
+        try:
+            req.body  # noqa: B018
+        except Exception as exc:
+            seen["error"] = type(exc).__name__
+        seen["read"] = req.read()
+        return HttpResponse(fake.completion(REQUEST, "toobig"), content_type="application/json")
+
+    raw = json.dumps({**REQUEST, "user": "u-big"})
+    with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=len(raw) - 1):
+        request = post(body={**REQUEST, "user": "u-big"})
+        SessionCompletionMiddleware(get_response)(request)
+    assert seen == {"error": "RequestDataTooBig", "read": raw.encode()}
+    (event,) = cap.events(1)
+    assert event["session_id"] == "chatcmpl-toobig"
+    assert event["user_id"] is None
