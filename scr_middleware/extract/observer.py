@@ -15,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from time import perf_counter, time
 from types import FunctionType
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 
-from scr_middleware.routes_options import RouteOptions, endpoint_options
+from scr_middleware.routes_options import RouteOptions
+from scr_middleware.routes_options import endpoint_options as _endpoint_options
 
 from . import failsafe
 from .build import build_event, chat_completion_event, run_extractors
@@ -27,10 +28,10 @@ from .extractors import Extraction, Extractor, ResponseData, builtin_json, built
 from .failsafe import FailureStats
 from .request import RequestInfo
 from .request_body import with_stream_usage
-from .response_body import ResponseBody
+from .response_body import ResponseBody, unusual_json
 from .routes import RouteMatch
 from .settings import ObserverSettings
-from .stream import loads
+from .stream import StreamSummary, loads
 
 __all__ = ["Observer", "RequestInfo"]
 
@@ -45,13 +46,71 @@ _OPTIONS_CACHE_MAX: Final = 1024
 _CACHEABLE: Final = (FunctionType, type)
 
 
-def _endpoint_options(endpoint: object) -> tuple[bool, RouteOptions | None]:
+class Holder(Protocol):
+    """Where an adapter may put a body chunk without a call: while ``held`` is not None,
+    append the chunk to it and subtract its length from ``room``; when ``room`` drops below
+    zero, call ``cut()`` (which may set ``held`` to None: then call the chunk feed again).
+    Exactly what the chunk feed would do with that chunk."""
+
+    held: list[bytes] | None
+    room: int
+
+    def cut(self) -> None: ...
+
+
+def endpoint_options(endpoint: object) -> tuple[bool, RouteOptions | None]:
+    """``routes_options.endpoint_options``, cached per endpoint function or class."""
     found = _OPTIONS_CACHE.get(endpoint) if type(endpoint) in _CACHEABLE else None
     if found is None:
-        found = endpoint_options(endpoint)
+        found = _endpoint_options(endpoint)
         if type(endpoint) in _CACHEABLE and len(_OPTIONS_CACHE) < _OPTIONS_CACHE_MAX:
             _OPTIONS_CACHE[endpoint] = found
     return found
+
+
+def parse_request_body(parts: list[bytes] | None) -> dict[str, Any] | None:
+    """The request's JSON object from the pieces ``on_request_body`` kept; None when there are
+    none, or it is not JSON or not an object."""
+    if not parts:
+        return None
+    raw = parts[0] if len(parts) == 1 else b"".join(parts)
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            value = loads(raw)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None
+
+
+def response_headers(
+    headers: Iterable[tuple[bytes, bytes]] | Iterable[tuple[str, str]],
+) -> tuple[str, str, bool]:
+    """``(content type in lower case, content encoding, has a Content-Length)`` of response
+    headers: three names, bytes or str, any case."""
+    content_type = encoding = ""
+    has_length = False
+    for raw_name, value in headers:
+        name = raw_name if type(raw_name) is bytes else _name_bytes(raw_name)
+        size = len(name)
+        if size == 12:
+            if name == b"content-type" or name.lower() == b"content-type":
+                content_type = (
+                    value.decode("latin-1") if type(value) is bytes else _text(value)
+                ).lower()
+        elif size == 14:
+            has_length = (
+                has_length or name == b"content-length" or name.lower() == b"content-length"
+            )
+        elif size == 16 and name.lower() == b"content-encoding":
+            encoding = _text(value)
+    return content_type, encoding, has_length
+
+
+def plain_encoding(encoding: str) -> bool:
+    """No content coding: the body is kept as it comes (else it goes through a decoder)."""
+    return not encoding or encoding.strip().lower() == "identity"
 
 
 def _name_bytes(name: object) -> bytes:
@@ -83,7 +142,9 @@ class Observer:
         "_stats",
         "_status",
         "_t0",
+        "held",
         "request",
+        "room",
     )
 
     def __init__(
@@ -91,7 +152,6 @@ class Observer:
         settings: ObserverSettings,
         request: RequestInfo,
         emit: Callable[[dict[str, Any]], object],
-        *,
         stats: FailureStats | None = None,
         match: RouteMatch | None = None,
     ) -> None:
@@ -112,7 +172,34 @@ class Observer:
         self._status: int | None = None
         self._content_type = ""
         self._no_body = request.method == "HEAD"
-        self._response: ResponseBody | None = None  # set when a body is due and observed
+        # Set when a body is due and observed: a plain JSON body (the common case) is held
+        # here, by reference, up to ``room`` more bytes (see ``Holder``); any other body goes
+        # through a ResponseBody.
+        self.held: list[bytes] | None = None
+        self.room = 0
+        self._response: ResponseBody | None = None
+
+    def carry_on(
+        self,
+        t0: float,
+        start: float,
+        body_parts: list[bytes] | None,
+        body_len: int,
+        exempt: bool,
+    ) -> None:
+        """For an adapter that followed the request itself until now (the ASGI fast path)
+        and hands it over: when it started (``perf_counter()`` and ``time()``), the request
+        body as ``on_request_body`` would have kept it, and whether the endpoint is exempt."""
+        self._t0 = t0
+        self._start = start
+        self._body_parts = body_parts
+        self._body_len = body_len
+        self._exempt = exempt
+
+    def carry_request_body(self, parsed: Mapping[str, Any] | None) -> None:
+        """The request body, already parsed (``parse_request_body``) by the adapter."""
+        self._body_parts = None
+        self._body_parsed = parsed
 
     # -- request -------------------------------------------------------------------------
 
@@ -123,20 +210,21 @@ class Observer:
         """Copies ``chunk`` (by reference when it is ``bytes``) up to the request body cap;
         past the cap the body is dropped (identity and ``message_count`` go without it)."""
         try:
-            if not chunk or self._body_len < 0 or self._body_parsed is not _UNPARSED:
+            size = self._body_len
+            if not chunk or size < 0 or self._body_parsed is not _UNPARSED or self._match is None:
                 return
-            if self._match is None:
-                return
-            self._body_len += len(chunk)
-            if self._body_len > self._settings.max_request_body_bytes:
+            size += len(chunk)
+            if size > self._settings.max_request_body_bytes:
                 self._body_len = -1
                 self._body_parts = None
                 return
+            self._body_len = size
             piece = chunk if type(chunk) is bytes else bytes(chunk)  # a bytearray may change
-            if self._body_parts is None:
+            parts = self._body_parts
+            if parts is None:
                 self._body_parts = [piece]
             else:
-                self._body_parts.append(piece)
+                parts.append(piece)
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
 
@@ -145,20 +233,8 @@ class Observer:
         not an object."""
         parsed = self._body_parsed
         if parsed is _UNPARSED:
-            parsed = None
-            parts = self._body_parts
-            if parts:
-                raw = parts[0] if len(parts) == 1 else b"".join(parts)
-                try:
-                    value = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    try:
-                        value = loads(raw)
-                    except ValueError:
-                        value = None
-                parsed = value if isinstance(value, dict) else None
+            parsed = self._body_parsed = parse_request_body(self._body_parts)
             self._body_parts = None
-            self._body_parsed = parsed
         return parsed  # type: ignore[no-any-return]
 
     def may_rewrite_request(self) -> bool:
@@ -200,22 +276,7 @@ class Observer:
     ) -> None:
         try:
             self._status = status
-            content_type = encoding = ""
-            has_length = False
-            for raw_name, value in headers:  # three names, bytes or str, any case
-                name = raw_name if type(raw_name) is bytes else _name_bytes(raw_name)
-                size = len(name)
-                if size == 12:
-                    if name == b"content-type" or name.lower() == b"content-type":
-                        content_type = (
-                            value.decode("latin-1") if type(value) is bytes else _text(value)
-                        ).lower()
-                elif size == 14:
-                    has_length = (
-                        has_length or name == b"content-length" or name.lower() == b"content-length"
-                    )
-                elif size == 16 and name.lower() == b"content-encoding":
-                    encoding = _text(value)
+            content_type, encoding, has_length = response_headers(headers)
             self._content_type = content_type
             if status in _NO_BODY_STATUSES:
                 self._no_body = True
@@ -224,9 +285,13 @@ class Observer:
             settings = self._settings
             streamed = content_type.startswith("text/event-stream")
             if not streamed and not self._injected:
-                self._response = ResponseBody(
-                    content_type, encoding, settings.max_body_bytes, self._note
-                )
+                if plain_encoding(encoding):
+                    self.held = []
+                    self.room = settings.max_body_bytes
+                else:
+                    self._response = ResponseBody(
+                        content_type, encoding, settings.max_body_bytes, self._note
+                    )
                 return
             overrides = self.request.overrides
             self._response = ResponseBody(
@@ -248,19 +313,49 @@ class Observer:
     def on_chunk(self, chunk: bytes, last: bool = False) -> bytes:
         """Observe one body chunk; returns the bytes to forward (``chunk`` itself unless an
         injected usage event is being stripped). ``last`` is ASGI's ``more_body=False``."""
-        response = self._response
-        if response is None:
-            return chunk
         try:
+            if self.held is not None:
+                return self._feed_json(chunk, last)
+            response = self._response
+            if response is None:
+                return chunk
             return response.feed(chunk, last)
         except Exception as exc:
             return self.chunk_failed(exc, chunk)
+
+    def _feed_json(self, chunk: bytes, last: bool = False) -> bytes:
+        """A plain JSON body's chunk feed: a reference to ``chunk``, up to ``max_body_bytes``."""
+        held = self.held
+        if chunk and held is not None:
+            held.append(chunk if type(chunk) is bytes else bytes(chunk))
+            self.room -= len(chunk)
+            if self.room < 0:
+                self.cut()
+        return chunk
+
+    def cut(self) -> None:
+        """``Holder.cut`` of a plain JSON body: over ``max_body_bytes``, it is abandoned."""
+        if self.held is not None:
+            self.held = None  # not extracted
+            self._note(failsafe.BODY_TOO_LARGE)
+
+    def chunk_holder(self) -> Holder | None:
+        """For an adapter's per-chunk loop, after ``on_response_start``: where a chunk may be
+        held without calling the chunk feed (see ``Holder``): this observer for a plain JSON
+        body, the scanner of a plain stream, else None. Not failsafe: the adapter catches what
+        ``cut()`` raises, hands it to ``chunk_failed`` and stops using both."""
+        if self.held is not None:
+            return self
+        response = self._response
+        return response.holder() if response is not None else None
 
     def chunk_feed(self) -> Callable[[bytes, bool], bytes] | None:
         """For an adapter's per-chunk loop, after ``on_response_start``: the callable that
         ``on_chunk`` would call, without the layer around it (None: nothing to observe). It
         is not failsafe: the adapter catches what it raises, hands it to ``chunk_failed`` and
         stops calling it."""
+        if self.held is not None:
+            return self._feed_json
         response = self._response
         if response is None:
             return None
@@ -270,6 +365,7 @@ class Observer:
 
     def chunk_failed(self, exc: Exception, chunk: bytes) -> bytes:
         """A chunk feed raised: stop observing the body, count it; returns ``chunk``."""
+        self.held = None
         response = self._response
         if response is not None:
             response.stop_stripping()  # observe no further
@@ -295,7 +391,7 @@ class Observer:
             if route is not None:
                 self.request.route = route
             if endpoint is not None:
-                exempt, options = _endpoint_options(endpoint)
+                exempt, options = endpoint_options(endpoint)
                 self._exempt = self._exempt or exempt
                 if options is not None and self.request.overrides is None:
                     self.request.overrides = options
@@ -303,13 +399,23 @@ class Observer:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
 
     def finish(self, *, cancelled: bool = False, exception: BaseException | None = None) -> None:
+        self._end(cancelled, exception, _UNPARSED)
+
+    def finish_json(self, body: Any) -> None:
+        """``finish()`` of a response that completed, for an adapter that parsed the plain
+        JSON body itself (with ``orjson.loads``, from what the chunk feed would have held):
+        the same event, without parsing the body again."""
+        self._end(False, None, body)
+
+    def _end(self, cancelled: bool, exception: BaseException | None, parsed: Any) -> None:
         if self._finished:
             return
         self._finished = True
         response = self._response
-        self._response = None  # chunks after the end are not observed
+        parts = self.held
+        self._response = self.held = None  # chunks after the end are not observed
         try:
-            event = self._build(response, cancelled, exception)
+            event = self._build(response, parts, cancelled, exception, parsed)
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
             return
@@ -321,7 +427,12 @@ class Observer:
             failsafe.internal_error(failsafe.EMIT_ERROR, exc, self._stats)
 
     def _build(
-        self, response: ResponseBody | None, cancelled: bool, exception: BaseException | None
+        self,
+        response: ResponseBody | None,
+        parts: list[bytes] | None,
+        cancelled: bool,
+        exception: BaseException | None,
+        parsed: Any = _UNPARSED,
     ) -> dict[str, Any] | None:
         duration_ms = (perf_counter() - self._t0) * 1000.0
         match = self._match
@@ -331,42 +442,54 @@ class Observer:
         request = self.request
         request_body = self.request_body()
         body: Any = None
-        found: Extraction | None = None
-        if response is not None:
+        summary: StreamSummary | None = None
+        observed = False  # a body to extract from
+        if parsed is not _UNPARSED:  # a plain JSON body the adapter parsed
+            body = parsed
+            observed = body is not None
+        elif parts:  # a plain JSON body
+            raw = parts[0] if len(parts) == 1 else b"".join(parts)
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                body = unusual_json(raw, self._content_type, self._note)
+            observed = body is not None
+        elif response is not None:
             body = response.finish(cut_short=cancelled or exception is not None)
-            status = self._status
-            if (
-                type(body) is dict
-                and body.get("object") == "chat.completion"
-                and settings.default_extractors
-                and request.overrides is None
-                and status is not None
-                and status < 400
-                and not cancelled
-                and exception is None
-            ):
-                # The common case, one pass (the general path below gives the same event).
-                event = chat_completion_event(
-                    request,
-                    self._start,
-                    duration_ms,
-                    status,
-                    request_body,
-                    body,
-                    settings.identity.resolve(request, request_body, self._stats),
-                    self._failure,
-                )
-                if event["usage"]["source"] == "missing":
-                    failsafe.record_failure(failsafe.MISSING_USAGE, self._stats)
-                return event
-            if not response.skip and (body is not None or response.summary is not None):
-                found = self._extract(body, response, request_body)
+            summary = response.summary
+            observed = not response.skip and (body is not None or summary is not None)
+        status = self._status
+        if (
+            type(body) is dict
+            and body.get("object") == "chat.completion"
+            and settings.default_extractors
+            and request.overrides is None
+            and status is not None
+            and status < 400
+            and not cancelled
+            and exception is None
+        ):
+            # The common case, one pass (the general path below gives the same event).
+            event = chat_completion_event(
+                request,
+                self._start,
+                duration_ms,
+                status,
+                request_body,
+                body,
+                settings.identity.resolve(request, request_body, self._stats),
+                self._failure,
+            )
+            if event["usage"]["source"] == "missing":
+                failsafe.record_failure(failsafe.MISSING_USAGE, self._stats)
+            return event
+        found = self._extract(body, summary, request_body) if observed else None
         event = build_event(
             request,
             (match.session_type, settings.session_type),
             self._start,
             duration_ms,
-            self._status,
+            status,
             self._content_type.startswith("text/event-stream"),
             request_body,
             body,
@@ -395,13 +518,15 @@ class Observer:
         return (found,)
 
     def _extract(
-        self, body: Any, response: ResponseBody, request_body: Mapping[str, Any] | None
+        self,
+        body: Any,
+        summary: StreamSummary | None,
+        request_body: Mapping[str, Any] | None,
     ) -> Extraction | None:
         match = self._match
         session_type = match.session_type if match is not None else None
         overrides = self.request.overrides
         if self._settings.default_extractors and (overrides is None or overrides.extractor is None):
-            summary = response.summary
             if summary is None:
                 return builtin_json(body, session_type)
             return builtin_stream(summary)
@@ -412,7 +537,7 @@ class Observer:
             content_type=self._content_type,
             request_body=request_body,
             body=body,
-            stream=response.summary,
+            stream=summary,
             route_session_type=session_type,
         )
         return run_extractors(self._extractors(), data, self._stats, self._note)

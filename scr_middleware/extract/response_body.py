@@ -28,6 +28,19 @@ def _passthrough(chunk: bytes, last: bool = False) -> bytes:
     return chunk
 
 
+def unusual_json(raw: bytes, content_type: str, note: Note) -> Any:
+    """A body ``orjson`` rejected: blank (None), JSON with invalid UTF-8 inside strings
+    (replaced, not fatal) or unusable (noted, None)."""
+    if not raw.strip():
+        return None
+    try:
+        return loads(raw)
+    except ValueError:
+        looks_json = "json" in content_type or raw.lstrip()[:1] in (b"{", b"[")
+        note(failsafe.INVALID_JSON if looks_json else failsafe.NON_JSON_BODY, "")
+        return None
+
+
 class ResponseBody:
     """``feed(chunk, last)`` observes a chunk and returns what to forward (``chunk`` itself
     unless stripping); ``finish`` ends it. One per observed response, built on the request
@@ -83,6 +96,13 @@ class ResponseBody:
             self.feed = self._feed_decoded
         elif self._scanner is not None:
             self.feed = self._scanner.feed
+
+    def holder(self) -> StreamScanner | None:
+        """The scanner of a plain stream (neither decoded nor stripped): see
+        ``observer.Holder``."""
+        if self._decoder is None and self._stripper is None and not self.skip:
+            return self._scanner
+        return None
 
     @property
     def stripping(self) -> bool:
@@ -175,15 +195,7 @@ class ResponseBody:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
-            pass
-        if not raw.strip():
-            return None
-        try:
-            return loads(raw)  # invalid UTF-8 inside strings: replaced, not fatal
-        except ValueError:
-            looks_json = "json" in self._content_type or raw.lstrip()[:1] in (b"{", b"[")
-            self._note(failsafe.INVALID_JSON if looks_json else failsafe.NON_JSON_BODY, "")
-            return None
+            return unusual_json(raw, self._content_type, self._note)
 
     def _finish_stream(self, summary: StreamSummary, cut_short: bool) -> None:
         if self._stripper is not None:

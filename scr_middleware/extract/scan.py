@@ -52,58 +52,67 @@ def _cut(data: bytes) -> int:
 
 class StreamScanner:
     """``feed(chunk)`` per decoded chunk, ``finish()`` at the end; ``parser`` and ``summary``
-    hold the exact state of the events that were parsed."""
+    hold the exact state of the events that were parsed.
 
-    __slots__ = ("_budget", "_full", "_held", "_skim", "parser", "summary")
+    While skimming, ``held`` is the list chunks are held in (None otherwise) and ``room`` the
+    bytes that may still be added before ``cut()``: an adapter's per-chunk loop may do what
+    ``feed`` does then (append, subtract, ``cut()`` below zero) without calling it."""
+
+    __slots__ = ("_full", "held", "parser", "room", "summary")
 
     def __init__(self, summary: StreamSummary, max_line_bytes: int, *, full: bool = False) -> None:
         self.summary = summary
         self.parser = SSEParser(max_line_bytes=max_line_bytes)
         self._full = full
-        self._skim = False  # between blocks, the first event parsed: hold chunks, unparsed
-        self._held: list[bytes] = []  # skimming: whole blocks, then a block's beginning
-        self._budget = TRIM_BYTES  # bytes that may still be held before the next cut
+        # Skimming (between blocks, the first event parsed): whole blocks, then a block's
+        # beginning, unparsed.
+        self.held: list[bytes] | None = None
+        self.room = TRIM_BYTES
 
     @property
     def held_bytes(self) -> int:
-        return sum(len(piece) for piece in self._held)
+        return sum(len(piece) for piece in self.held or ())
 
     def feed(self, chunk: bytes, last: bool = False) -> bytes:
         """Observe ``chunk``; returns it, so that this can be a response body's feed."""
-        if self._skim:
-            self._held.append(chunk)
-            self._budget -= len(chunk)
-            if self._budget < 0:
-                self._trim()
+        held = self.held
+        if held is not None:
+            held.append(chunk)
+            self.room -= len(chunk)
+            if self.room < 0:
+                self.cut()
         elif chunk:
             self._parse(chunk if type(chunk) is bytes else bytes(chunk))
         return chunk
 
-    def _trim(self) -> None:
-        """Keep the last ``RING`` blocks and what follows them."""
-        data = b"".join(self._held)
+    def cut(self) -> None:
+        """Keep the last ``RING`` blocks held and what follows them."""
+        data = b"".join(self.held or ())
         start = _cut(data)
         if start:
             data = data[start:]
-        self._budget = TRIM_BYTES  # (memory stays under HELD_LIMIT + TRIM_BYTES + a chunk)
+        self.room = TRIM_BYTES  # (memory stays under HELD_LIMIT + TRIM_BYTES + a chunk)
         if len(data) > HELD_LIMIT:
-            self._held = []
+            self.held = None
             self._parse(data)  # skimming resumes once the parser is between blocks
         else:
-            self._held = [data]
+            self.held = [data]
 
     def _parse(self, data: bytes) -> None:
         summary = self.summary
         parser = self.parser
         for event in parser.feed(data):
             summary.add(event)
-        self._skim = not self._full and summary.events >= FIRST_EVENTS and parser.at_boundary
+        if not self._full and summary.events >= FIRST_EVENTS and parser.at_boundary:
+            self.held = []
+            self.room = TRIM_BYTES
 
     def finish(self) -> bool:
         """The stream ended: parse the last blocks, complete the last one; False when its data
         was unusable (cut off mid-document)."""
-        if self._held:
-            data = b"".join(self._held)
-            self._held = []
+        held = self.held
+        if held:
+            data = b"".join(held)
+            self.held = None
             self._parse(data[_cut(data) :])
         return self.summary.add_final(self.parser.close())
