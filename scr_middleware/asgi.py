@@ -5,7 +5,12 @@ moment the app sends it. Per-request state lives in a new ``_Responder``, never 
 middleware. Requests to other paths reach the app with the original ``receive``/``send``.
 
 The wrappers run for every message of every observed request, so they stay flat: no extra
-coroutine per message, body messages tested first, the observer's work deferred to ``finish``.
+coroutine per message, body messages tested first, chunks held without a call. The common
+request (a plain JSON response that turns out to be a ``chat.completion``) is followed by the
+responder alone, on a fast path that builds the event with the observer's own one-pass builder;
+anything else (a stream, an encoded body, an error, an exemption, a route override, a body over
+its cap, the app raising, the client leaving...) hands the request over to an ``Observer``
+that is told everything seen so far, and that observer then sees the rest: one set of rules.
 """
 
 from __future__ import annotations
@@ -13,12 +18,25 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
+from time import perf_counter, time
 from typing import TYPE_CHECKING, Any, Final
+
+import orjson
 
 from .extract import failsafe
 from .extract.binding import Binding
-from .extract.observer import Observer
+from .extract.build import chat_completion_event
+from .extract.observer import (
+    Holder,
+    Observer,
+    endpoint_options,
+    parse_request_body,
+    plain_encoding,
+    response_headers,
+)
 from .extract.request import RequestInfo
+from .extract.routes import RouteMatch
+from .extract.settings import OBSERVED_METHODS
 
 if TYPE_CHECKING:
     from .runtime import SessionCompletionRuntime
@@ -32,6 +50,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SHUTDOWN_FLUSH_TIMEOUT_S: Final = 5.0
+_NO_BODY_STATUSES: Final = frozenset({204, 205, 304})
 
 
 class NoResponseSent(Exception):
@@ -79,10 +98,18 @@ class SessionCompletionMiddleware:
         runtime: SessionCompletionRuntime | None = None,
     ) -> None:
         self.app = app
-        self._binding = Binding(config, runtime)
-        self.settings = self._binding.settings
-        self._stats = self._binding.stats
-        self._observes = self.settings.observes
+        self._binding = binding = Binding(config, runtime)
+        self.settings = settings = binding.settings
+        self._stats = binding.stats
+        self._capture = binding.capture
+        # Decided once, not per request. ObserverSettings.observes: None observes nothing.
+        self._route = settings.routes.match if settings.enabled else None
+        self._rewrites = settings.ensure_stream_usage
+        # The fast path builds chat.completion events the default extractor chain would; a
+        # request that may be rewritten is the observer's from the start.
+        self._fast = settings.default_extractors and not settings.ensure_stream_usage
+        self._max_request = settings.max_request_body_bytes
+        self._max_body = settings.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,28 +117,38 @@ class SessionCompletionMiddleware:
                 receive = self._lifespan_receive(receive)
             await self.app(scope, receive, send)
             return
-        match = self._observes(scope.get("method", ""), scope.get("path", ""))
+        method = scope.get("method")
+        route = self._route
+        if route is None or method not in OBSERVED_METHODS:
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        match = route(path)
         if match is None:
             await self.app(scope, receive, send)
             return
-        responder = _Responder()
-        responder.scope = scope
-        responder.receive = receive
-        responder.send = send
         try:
-            request = RequestInfo.from_raw(
-                scope.get("method", ""),
-                scope.get("path", ""),
-                scope.get("headers"),
-                _user_id(scope) if "user" in scope else None,
+            responder = _Responder(
+                self,
+                match,
+                scope,
+                receive,
+                send,
+                RequestInfo.from_raw(
+                    method,
+                    path,
+                    scope.get("headers"),
+                    _user_id(scope) if "user" in scope else None,
+                ),
             )
-            responder.observer = observer = self._binding.observer(request, match)
+            if not self._fast:
+                responder.observe()
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
             await self.app(scope, receive, send)
             return
         app_receive: Receive = responder._receive
-        if self.settings.ensure_stream_usage and observer.may_rewrite_request():
+        if self._rewrites and responder.observe().may_rewrite_request():
             app_receive = await responder._read_ahead()
         try:
             await self.app(scope, app_receive, responder._send)
@@ -138,28 +175,119 @@ class SessionCompletionMiddleware:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
 
 
-class _Responder:
-    """One request's state: its observer and where the response is in its lifecycle. Set
-    up by the middleware; the flags start from the class defaults (no stores per request)."""
+class _NoHolder:
+    """The holder of a chunk nothing holds (``held`` stays None): call the chunk feed."""
 
-    scope: Scope
-    receive: Receive
-    send: Send
-    observer: Observer
-    feed: Callable[[bytes, bool], bytes] | None = None  # the observer's, once the response starts
-    trailers = False  # http.response.start announced trailers
-    body_done = False  # the last body message went out
-    complete = False  # the response ended and the observer finished
-    disconnected = False
-    resolved = False  # endpoint, route and user were read from the scope
+    __slots__ = ()
+    held: list[bytes] | None = None
+    room: int = 0
+
+    def cut(self) -> None:
+        pass
+
+
+_NO_HOLDER: Final[Holder] = _NoHolder()
+
+
+class _Responder:
+    """One request: where its response is in its lifecycle, and what was observed of it.
+
+    Until ``observe()`` hands the request over to an ``Observer`` (``observer`` is None until
+    then), the responder keeps what that observer would keep (the request body, the response
+    start, a plain JSON body, held while it fits in ``room``: it is its own ``Holder``) and
+    finishes the common case itself. Slots: its fields are read for every message."""
+
+    __slots__ = (
+        "body_done",
+        "body_len",
+        "body_parts",
+        "complete",
+        "disconnected",
+        "exempt",
+        "feed",
+        "headers",
+        "held",
+        "holder",
+        "match",
+        "mw",
+        "observer",
+        "receive",
+        "request",
+        "resolved",
+        "room",
+        "scope",
+        "send",
+        "start",
+        "status",
+        "t0",
+        "trailers",
+    )
+
+    def __init__(  # noqa: PLR0917  (once per request: positional is cheaper)
+        self,
+        mw: SessionCompletionMiddleware,
+        match: RouteMatch,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request: RequestInfo,
+    ) -> None:
+        self.t0 = perf_counter()
+        self.start = time()
+        self.mw = mw
+        self.match = match
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.request = request
+        self.observer: Observer | None = None  # the fast path while None
+        self.body_parts: list[bytes] | None = None  # as Observer.on_request_body keeps them
+        self.body_len = 0
+        # In the fast path, once the response started: its status and headers, and its
+        # plain JSON body (this responder is its Holder).
+        self.status: int
+        self.headers: Any
+        self.held: list[bytes] | None = None
+        self.room: int
+        self.feed: Callable[[bytes, bool], bytes] | None = None  # the observer's chunk feed
+        self.holder: Holder = _NO_HOLDER  # self, or the observer's; held None: call feed
+        self.trailers = False  # http.response.start announced trailers
+        self.body_done = False  # the last body message went out
+        self.complete = False  # the response ended and the event was built
+        self.disconnected = False
+        self.resolved = False  # endpoint, route and user were read from the scope
+        self.exempt = False
+
+    def observe(self) -> Observer:
+        """Leave the fast path (once): an Observer told everything seen so far takes over."""
+        observer = self.observer
+        if observer is None:
+            mw = self.mw
+            observer = Observer(mw.settings, self.request, mw._capture, mw._stats, self.match)
+            observer.carry_on(self.t0, self.start, self.body_parts, self.body_len, self.exempt)
+            self.observer = observer
+            held = self.held
+            if held is not None:  # the response started: a plain JSON body
+                self.held = None
+                observer.on_response_start(self.status, self.headers)
+                for chunk in held:
+                    observer.on_chunk(chunk)
+                self.feed = observer.chunk_feed()
+                self.holder = observer.chunk_holder() or _NO_HOLDER
+        return observer
 
     def failed(self, exc: BaseException) -> None:
-        """The app raised (or was cancelled)."""
+        """The app raised (or was cancelled), maybe after the response (a background task)."""
+        if self.complete:
+            return
         self._resolve()
+        observer = self._taken_over()
+        if observer is None:
+            return
         if self.disconnected or _is_disconnect(exc):
-            self.observer.finish(cancelled=True)
+            observer.finish(cancelled=True)
         else:
-            self.observer.finish(exception=exc)
+            observer.finish(exception=exc)
 
     def returned(self) -> None:
         """The app returned before the response was complete."""
@@ -167,17 +295,55 @@ class _Responder:
             self._finish()
             return
         self._resolve()
-        if self.disconnected or self.observer.status is not None:
+        observer = self._taken_over()
+        if observer is None:
+            return
+        if self.disconnected or observer.status is not None:
             # Starlette's StreamingResponse returns quietly when the client goes away.
-            self.observer.finish(cancelled=True)
+            observer.finish(cancelled=True)
         else:
-            self.observer.finish(exception=NoResponseSent())
+            observer.finish(exception=NoResponseSent())
+
+    def _taken_over(self) -> Observer | None:
+        """``observe()``, failsafe (None: it failed and was counted)."""
+        try:
+            return self.observe()
+        except Exception as exc:
+            self.complete = True
+            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.mw._stats)
+            return None
+
+    def cut(self) -> None:
+        """``Holder.cut`` in the fast path: a JSON body over ``max_body_bytes`` is the
+        observer's (which abandons it, as it would have)."""
+        self.observe()
 
     async def _receive(self) -> Message:
         message = await self.receive()
         kind = message.get("type")
         if kind == "http.request":
-            self.observer.on_request_body(message.get("body", b""))
+            observer = self.observer
+            if observer is not None:
+                observer.on_request_body(message.get("body", b""))
+            else:  # Observer.on_request_body, inline
+                chunk = message.get("body", b"")
+                size = self.body_len
+                if chunk and size >= 0:
+                    try:
+                        size += len(chunk)
+                        if size > self.mw._max_request:
+                            self.body_len = -1
+                            self.body_parts = None
+                        else:
+                            self.body_len = size
+                            piece = chunk if type(chunk) is bytes else bytes(chunk)
+                            parts = self.body_parts
+                            if parts is None:
+                                self.body_parts = [piece]
+                            else:
+                                parts.append(piece)
+                    except Exception as exc:
+                        failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.mw._stats)
         elif kind == "http.disconnect":
             self.disconnected = True
         return message
@@ -185,48 +351,199 @@ class _Responder:
     async def _send(self, message: Message) -> None:
         kind = message.get("type")
         if kind == "http.response.body":  # the hot path: every chunk of a stream
-            body = message.get("body", b"")
             more = message.get("more_body", False)
-            feed = self.feed
-            if feed is not None:
-                try:
-                    out = feed(body, not more)
-                except Exception as exc:
-                    self.feed = None
-                    out = self.observer.chunk_failed(exc, body)
-                if out is not body:  # only when ensure_stream_usage dropped its usage event
-                    message = {**message, "body": out}
-        elif kind == "http.response.start":
-            self.trailers = message.get("trailers", False) is True
-            self._resolve()  # the router set endpoint and route before the endpoint ran
-            observer = self.observer
-            observer.on_response_start(message.get("status", 0), message.get("headers") or ())
-            self.feed = observer.chunk_feed()
-        try:
-            await self.send(message)
-        except BaseException as exc:
-            if _is_disconnect(exc):  # ASGI 2.4 servers raise OSError once the client is gone
-                self.disconnected = True
-            raise
-        if kind == "http.response.body":
+            holder = self.holder
+            held = holder.held
+            if held is not None:
+                # The usual chunk: held by reference, without a call.
+                body = message.get("body", b"")
+                held.append(body if type(body) is bytes else bytes(body))  # a bytearray may change
+                holder.room -= len(body)
+                if holder.room < 0:
+                    try:
+                        holder.cut()
+                    except Exception as exc:
+                        self._chunk_failed(exc, body)
+            else:
+                feed = self.feed
+                if feed is not None:
+                    body = message.get("body", b"")
+                    try:
+                        out = feed(body, not more)
+                    except Exception as exc:
+                        out = self._chunk_failed(exc, body)
+                    if out is not body:  # only when ensure_stream_usage dropped its usage event
+                        message = {**message, "body": out}
+            try:
+                await self.send(message)
+            except BaseException as exc:
+                if _is_disconnect(exc):  # ASGI 2.4 servers raise OSError once the client is gone
+                    self.disconnected = True
+                raise
             if not more:
                 self.body_done = True
                 if not self.trailers:
                     self._finish()
-        elif kind == "http.response.trailers":
+            return
+        if kind == "http.response.start":
+            self._start(message)
+            try:
+                await self.send(message)
+            except BaseException as exc:
+                if _is_disconnect(exc):
+                    self.disconnected = True
+                raise
+            return
+        try:
+            await self.send(message)
+        except BaseException as exc:
+            if _is_disconnect(exc):
+                self.disconnected = True
+            raise
+        if kind == "http.response.trailers":
             if not message.get("more_body", False):
                 self._finish()
         elif kind == "http.response.pathsend":  # a file the server sends itself: no body seen
             self._finish()
         # unknown or future message types pass through untouched
 
+    def _start(self, message: Message) -> None:
+        if message.get("trailers", False) is True:
+            self.trailers = True
+        status = message.get("status", 0)
+        headers = message.get("headers") or ()
+        if self.observer is None and not self.trailers:
+            try:
+                if self._plain_json(status, headers):  # the fast path goes on
+                    self.status = status
+                    self.headers = headers
+                    self.held = []
+                    self.room = self.mw._max_body
+                    self.holder = self
+                    return
+            except Exception as exc:
+                failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.mw._stats)
+        else:
+            self._resolve()
+        observer = self._taken_over()
+        if observer is not None:
+            observer.on_response_start(status, headers)
+            self.feed = observer.chunk_feed()
+            self.holder = observer.chunk_holder() or _NO_HOLDER
+
+    def _plain_json(self, status: object, headers: Any) -> bool:
+        """Resolve the route (``_resolve``, inline); True when the response that starts is one
+        the fast path follows: an int status with a body, not exempt, no route options, not
+        a stream, no content coding (what ``Observer.on_response_start`` tells apart)."""
+        self.resolved = True
+        scope = self.scope
+        request = self.request
+        if "user" in scope and request.user_id is None:
+            request.user_id = _user_id(scope)
+        route = getattr(scope.get("route"), "path", None)
+        if type(route) is str or isinstance(route, str):
+            request.route = route
+        endpoint = scope.get("endpoint")
+        if endpoint is not None:
+            exempt, options = endpoint_options(endpoint)
+            if exempt or options is not None:  # Observer.set_endpoint's business
+                self.exempt = exempt
+                if options is not None and request.overrides is None:
+                    request.overrides = options
+                return False
+        if type(status) is not int or status in _NO_BODY_STATUSES:
+            return False
+        # response_headers(), for the two names that matter here
+        content_type = encoding = ""
+        for name, value in headers:
+            if type(name) is not bytes:
+                content_type, encoding, _ = response_headers(headers)
+                break
+            size = len(name)
+            if size == 12:
+                if name == b"content-type" or name.lower() == b"content-type":
+                    content_type = (
+                        value.decode("latin-1") if type(value) is bytes else str(value)
+                    ).lower()
+            elif size == 16 and name.lower() == b"content-encoding":
+                encoding = value.decode("latin-1") if type(value) is bytes else str(value)
+        return not content_type.startswith("text/event-stream") and (
+            not encoding or plain_encoding(encoding)
+        )
+
+    def _chunk_failed(self, exc: Exception, chunk: bytes) -> bytes:
+        """Observer.chunk_failed: the body is not observed further."""
+        observer = self._taken_over()
+        self.holder = _NO_HOLDER
+        self.feed = None
+        return chunk if observer is None else observer.chunk_failed(exc, chunk)
+
     def _finish(self) -> None:
-        if not self.complete:
-            self.complete = True
-            self.feed = None
-            if not self.resolved:
-                self._resolve()
-            self.observer.finish()
+        if self.complete:
+            return
+        self.complete = True
+        self.holder = _NO_HOLDER
+        self.feed = None
+        if not self.resolved:
+            self._resolve()
+        observer = self.observer
+        if observer is not None:
+            observer.finish()
+            return
+        try:
+            self._finish_fast()
+        except Exception as exc:
+            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.mw._stats)
+
+    def _finish_fast(self) -> None:
+        """The response completed in the fast path: a ``chat.completion`` body is built here
+        (what ``Observer._build`` does for it), anything else is the observer's."""
+        duration_ms = (perf_counter() - self.t0) * 1000.0
+        held = self.held
+        if not held:  # no body, or a body that no longer fit: the observer's
+            self._taken_over_finish()
+            return
+        raw = held[0] if len(held) == 1 else b"".join(held)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:  # the observer sorts out what it was
+            self._taken_over_finish()
+            return
+        request_body = parse_request_body(self.body_parts)
+        status = self.status
+        if type(body) is dict and body.get("object") == "chat.completion" and status < 400:
+            mw = self.mw
+            request = self.request
+            stats = mw._stats
+            event = chat_completion_event(
+                request,
+                self.start,
+                duration_ms,
+                status,
+                request_body,
+                body,
+                mw.settings.identity.resolve(request, request_body, stats),
+                None,
+            )
+            if event["usage"]["source"] == "missing":
+                failsafe.record_failure(failsafe.MISSING_USAGE, stats)
+            try:
+                mw._capture(event)
+            except Exception as exc:
+                failsafe.internal_error(failsafe.EMIT_ERROR, exc, stats)
+            return
+        self.held = None  # parsed: the observer takes it as it is
+        self.body_parts = None
+        observer = self._taken_over()
+        if observer is not None:
+            observer.on_response_start(status, self.headers)
+            observer.carry_request_body(request_body)
+            observer.finish_json(body)
+
+    def _taken_over_finish(self) -> None:
+        observer = self._taken_over()
+        if observer is not None:
+            observer.finish()
 
     def _resolve(self) -> None:
         """Read what the app put in the scope: Starlette's router sets ``endpoint`` and
@@ -237,19 +554,32 @@ class _Responder:
         self.resolved = True
         try:
             scope = self.scope
-            observer = self.observer
-            if observer.request.user_id is None and "user" in scope:
-                observer.request.user_id = _user_id(scope)
+            request = self.request
+            if "user" in scope and request.user_id is None:
+                request.user_id = _user_id(scope)
             route = getattr(scope.get("route"), "path", None)
             endpoint = scope.get("endpoint")
-            if endpoint is not None or route is not None:
-                observer.set_endpoint(endpoint, route if isinstance(route, str) else None)
+            observer = self.observer
+            if observer is not None:
+                if endpoint is not None or route is not None:
+                    observer.set_endpoint(endpoint, route if isinstance(route, str) else None)
+                return
+            # Observer.set_endpoint, inline
+            if type(route) is str or isinstance(route, str):
+                request.route = route
+            if endpoint is not None:
+                exempt, options = endpoint_options(endpoint)
+                if exempt:
+                    self.exempt = True
+                if options is not None and request.overrides is None:
+                    request.overrides = options
         except Exception as exc:
-            self.observer.internal_error(exc)
+            failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.mw._stats)
 
     async def _read_ahead(self) -> Receive:
         """``ensure_stream_usage``: read the whole request body before the app does, so it can
         be rewritten; the app then receives the (possibly new) body, then the live channel."""
+        observer = self.observe()
         held: list[Message] = []
         complete = False
         while True:
@@ -258,11 +588,11 @@ class _Responder:
             if message.get("type") != "http.request":
                 self.disconnected = message.get("type") == "http.disconnect"
                 break
-            self.observer.on_request_body(message.get("body", b""))
+            observer.on_request_body(message.get("body", b""))
             if not message.get("more_body", False):
                 complete = True
                 break
-        new_body = self.observer.request_body_rewrite() if complete else None
+        new_body = observer.request_body_rewrite() if complete else None
         if new_body is not None:
             held = [{"type": "http.request", "body": new_body, "more_body": False}]
             length = str(len(new_body)).encode("latin-1")
