@@ -40,6 +40,8 @@ AsyncGetResponse = Callable[["HttpRequest"], Awaitable["HttpResponseBase"]]
 
 # The exception ``process_exception`` saw, kept on the request for the 500 page's event.
 _EXCEPTION_ATTR: Final = "_scr_exception"
+# The only response headers the observer reads.
+_OBSERVED_HEADERS: Final = ("content-type", "content-length", "content-encoding")
 
 
 class SessionCompletionMiddleware:
@@ -215,12 +217,19 @@ class SessionCompletionMiddleware:
 
 
 def _headers(response: HttpResponseBase) -> Any:
-    """The response's header pairs: Django keeps them as ``{lower name: (name, value)}``
-    (read directly: the public ``items()`` looks every name up again)."""
+    """The header pairs the observer reads (content type, length and encoding: see
+    ``extract.observer.response_headers``), looked up in Django's header store,
+    ``{lower-case name: (name, value)}``: handing it every header (security middleware adds
+    several) cost more than the rest of this adapter's response path."""
     store = getattr(response.headers, "_store", None)
-    if type(store) is dict:
-        return list(store.values())
-    return list(response.items())
+    if type(store) is not dict:
+        return list(response.items())
+    pairs = []
+    for name in _OBSERVED_HEADERS:
+        pair = store.get(name)
+        if pair is not None:
+            pairs.append(pair)
+    return pairs
 
 
 def _user_id(user: Any) -> str | None:

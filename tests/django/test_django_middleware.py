@@ -363,3 +363,28 @@ def test_body_over_data_upload_max_memory_size_is_left_to_the_view(shared: Any) 
     (event,) = cap.events(1)
     assert event["session_id"] == "chatcmpl-toobig"
     assert event["user_id"] is None
+
+
+def test_content_encoding_among_many_response_headers(shared: Any) -> None:
+    """Only the type, length and encoding headers go to the observer: a gzipped body behind a
+    stack of security headers is still decoded for its usage."""
+    cap = shared()
+    middleware_chain = [
+        "scr_middleware.django.SessionCompletionMiddleware",
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        "scr_django_site.auth.token_auth",
+    ]
+    with override_settings(MIDDLEWARE=middleware_chain):
+        response = Client().post(
+            CHAT,
+            REQUEST,
+            content_type="application/json",
+            headers={"X-Scenario": "gzip", "X-Test-Id": "gz"},
+        )
+    assert response["Content-Encoding"] == "gzip"
+    assert response["X-Frame-Options"] == "DENY"
+    (event,) = cap.events(1)
+    assert event["session_id"] == "chatcmpl-gz"
+    assert event["usage"]["source"] == "reported"
+    assert event["usage"]["input_tokens"] == 3
