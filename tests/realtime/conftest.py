@@ -19,7 +19,10 @@ def captured(tmp_path: Path) -> Iterator[Captured]:
         config={
             "destinations": [{"name": "mem", "endpoint": f"memory://{name}"}],
             "storage": {"data_dir": str(tmp_path / "data")},
-        }
+        },
+        # Awaiting a receipt waits for delivery up to SCR_TIMEOUT_MS (100 ms by default); the
+        # first capture also starts the router, which a loaded CI machine can take longer for.
+        timeout_ms=10_000,
     )
     yield Captured(runtime, name)
     runtime.shutdown(5.0)
