@@ -16,6 +16,7 @@ from .extractors import SKIP, Extraction, Extractor, ResponseData, error_type_of
 from .extractors.openai import openai_usage
 from .identity import Identity
 from .request import RequestInfo
+from .stream import StreamSummary
 
 TOKEN_KEYS: Final = ("input_tokens", "output_tokens", "total_tokens")
 _NO_EXTRACTION: Final = Extraction()
@@ -171,8 +172,74 @@ def chat_completion_event(  # noqa: PLR0917  (the hot path: positional is cheape
     body, in one pass, for the common case only: no route overrides, status below 400, not
     cancelled, no exception. The most frequent event is built without the general machinery
     (``Extraction``, five extractors, the outcome rules); tests pin that both agree."""
-    usage: dict[str, Any] = openai_usage(body.get("usage")) or {}
-    model = body.get("model")
+    return chat_event(
+        request,
+        start_time,
+        duration_ms,
+        status,
+        request_body,
+        body.get("id"),
+        body.get("model"),
+        body.get("usage"),
+        identity,
+        failure,
+        "http",
+    )
+
+
+def chat_stream_event(  # noqa: PLR0917  (once per stream: positional is cheaper)
+    request: RequestInfo,
+    start_time: float,
+    duration_ms: float,
+    status: int,
+    request_body: Mapping[str, Any] | None,
+    stream: StreamSummary,
+    first: dict[str, Any],
+    identity: Identity,
+    failure: str | None,
+) -> dict[str, Any]:
+    """``chat_completion_event`` of a streamed chat completion: what ``choices_stream`` and
+    ``build_event`` make of a stream whose ``first`` ``chat.completion.chunk`` was seen and
+    that had no error event, under the same conditions."""
+    last = stream.last("chat.completion.chunk") or first
+    session_id = first.get("id")
+    if type(session_id) is not str or not session_id:
+        session_id = last.get("id")
+    model = last.get("model")
+    if type(model) is not str or not model:
+        model = first.get("model")
+    with_usage = stream.last_with_usage("chat.completion.chunk")
+    return chat_event(
+        request,
+        start_time,
+        duration_ms,
+        status,
+        request_body,
+        session_id,
+        model,
+        with_usage.get("usage") if with_usage else None,
+        identity,
+        failure,
+        "sse",
+    )
+
+
+def chat_event(  # noqa: PLR0917  (the hot path: positional is cheaper)
+    request: RequestInfo,
+    start_time: float,
+    duration_ms: float,
+    status: int,
+    request_body: Mapping[str, Any] | None,
+    session_id: Any,
+    model: Any,
+    usage_found: Any,
+    identity: Identity,
+    failure: str | None,
+    transport: str,
+) -> dict[str, Any]:
+    """The one-pass event of a successful chat completion, from the response's ``id``,
+    ``model`` and ``usage`` as they came (anything but a non-empty string is no id / model)."""
+    usage: dict[str, Any] = openai_usage(usage_found) or {}
     if type(model) is not str or not model:
         model = None
         if request_body is not None:
@@ -187,7 +254,6 @@ def chat_completion_event(  # noqa: PLR0917  (the hot path: positional is cheape
     )
     user_id, organization_id, identity_metadata = identity
     metadata: dict[str, Any] = dict(identity_metadata) if identity_metadata else {}
-    session_id = body.get("id")
     if type(session_id) is not str or not session_id:
         session_id = generated_session_id()
         metadata["scr_session_id_generated"] = True
@@ -203,7 +269,7 @@ def chat_completion_event(  # noqa: PLR0917  (the hot path: positional is cheape
         "duration_ms": duration_ms,
         "usage": usage,
         "outcome": {"status": "success", "http_status": status},
-        "transport": "http",
+        "transport": transport,
         "request": {"method": request.method, "route": request.route, "path": request.path},
         "metadata": metadata,
     }

@@ -23,7 +23,7 @@ from scr_middleware.routes_options import RouteOptions
 from scr_middleware.routes_options import endpoint_options as _endpoint_options
 
 from . import failsafe
-from .build import build_event, chat_completion_event, run_extractors
+from .build import build_event, chat_completion_event, chat_stream_event, run_extractors
 from .extractors import Extraction, Extractor, ResponseData, builtin_json, builtin_stream
 from .failsafe import FailureStats
 from .request import RequestInfo
@@ -460,8 +460,7 @@ class Observer:
             observed = not response.skip and (body is not None or summary is not None)
         status = self._status
         if (
-            type(body) is dict
-            and body.get("object") == "chat.completion"
+            observed
             and settings.default_extractors
             and request.overrides is None
             and status is not None
@@ -469,20 +468,38 @@ class Observer:
             and not cancelled
             and exception is None
         ):
-            # The common case, one pass (the general path below gives the same event).
-            event = chat_completion_event(
-                request,
-                self._start,
-                duration_ms,
-                status,
-                request_body,
-                body,
-                settings.identity.resolve(request, request_body, self._stats),
-                self._failure,
-            )
-            if event["usage"]["source"] == "missing":
-                failsafe.record_failure(failsafe.MISSING_USAGE, self._stats)
-            return event
+            # The common cases, one pass (the general path below gives the same event).
+            event: dict[str, Any] | None = None
+            if type(body) is dict:
+                if body.get("object") == "chat.completion":
+                    event = chat_completion_event(
+                        request,
+                        self._start,
+                        duration_ms,
+                        status,
+                        request_body,
+                        body,
+                        settings.identity.resolve(request, request_body, self._stats),
+                        self._failure,
+                    )
+            elif summary is not None and summary.error is None:
+                first = summary.first("chat.completion.chunk")
+                if first is not None:
+                    event = chat_stream_event(
+                        request,
+                        self._start,
+                        duration_ms,
+                        status,
+                        request_body,
+                        summary,
+                        first,
+                        settings.identity.resolve(request, request_body, self._stats),
+                        self._failure,
+                    )
+            if event is not None:
+                if event["usage"]["source"] == "missing":
+                    failsafe.record_failure(failsafe.MISSING_USAGE, self._stats)
+                return event
         found = self._extract(body, summary, request_body) if observed else None
         event = build_event(
             request,

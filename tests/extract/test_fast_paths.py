@@ -3,8 +3,9 @@
 * Streams: with the built-in extractors the observer skims a stream (``scan.StreamScanner``)
   instead of parsing every event; a custom extractor gets every event parsed. A delegating
   extractor that runs the built-ins itself forces that full parse, so both must agree.
-* JSON ``chat.completion`` bodies: ``build.chat_completion_event`` stands in for the extractor
-  chain plus ``build_event``; the delegating extractor forces the general path.
+* JSON ``chat.completion`` bodies and streamed chat completions: ``build.chat_completion_event``
+  and ``build.chat_stream_event`` stand in for the extractor chain plus ``build_event``; the
+  delegating extractor forces the general path.
 """
 
 from __future__ import annotations
