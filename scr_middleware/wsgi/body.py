@@ -98,7 +98,7 @@ class BodyState:
 
 class ObservedBody(BodyState):
     """The iterable handed to the server (or Django's sync ``streaming_content``), forwarding
-    the chunks of ``result`` (set by the subclass). Iterating it runs a generator: cheaper per
+    the chunks of ``result`` (set by the subclass). ``__iter__`` is a generator: cheaper per
     chunk than a ``__next__`` method, and its end raises no exception."""
 
     __slots__ = ("_result",)
@@ -108,9 +108,6 @@ class ObservedBody(BodyState):
         self._result: Iterable[bytes] = ()
 
     def __iter__(self) -> Iterator[bytes]:
-        return self._chunks()
-
-    def _chunks(self) -> Iterator[bytes]:
         try:
             for chunk in self._result:
                 feed = self.feed
@@ -143,4 +140,5 @@ class ObservedBody(BodyState):
             self.fail(exc)
             raise
         finally:
-            self.settle_closed()
+            if not self.done:
+                self.settle_closed()

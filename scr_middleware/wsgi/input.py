@@ -10,7 +10,7 @@ from typing import Any
 
 from scr_middleware.extract.observer import Observer
 
-__all__ = ["TeeInput", "read_body"]
+__all__ = ["Prefixed", "TeeInput", "read_rest"]
 
 
 class TeeInput:
@@ -72,7 +72,7 @@ class TeeInput:
         return getattr(self._stream, name)
 
 
-class _Prefixed(io.RawIOBase):
+class Prefixed(io.RawIOBase):
     """Bytes already read, then the rest of the original stream."""
 
     def __init__(self, head: bytes, stream: Any) -> None:
@@ -93,19 +93,14 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-def read_body(environ: MutableMapping[str, Any], stream: Any, length: int) -> bytes | None:
-    """A body of declared ``length``, read before the app: ``length`` bytes, or fewer when the
-    stream ends early. None when the client failed mid-body: ``wsgi.input`` then gives the app
-    what arrived, followed by the stream's own failure."""
-    try:
-        data: bytes = stream.read(length)
-    except Exception:
-        environ["wsgi.input"] = _Prefixed(b"", stream)
-        return None
-    got = len(data)
-    if got == length or not data:  # one read: what servers do for a declared length
-        return data
-    parts = [data]
+def read_rest(
+    environ: MutableMapping[str, Any], stream: Any, head: bytes, length: int
+) -> bytes | None:
+    """After a short first read (``head``), the rest of a body of declared ``length``, or up
+    to where the stream ends. None when the client failed mid-body: ``wsgi.input`` then gives
+    the app what arrived, followed by the stream's own failure."""
+    parts = [head]
+    got = len(head)
     try:
         while got < length:
             data = stream.read(length - got)
@@ -114,6 +109,6 @@ def read_body(environ: MutableMapping[str, Any], stream: Any, length: int) -> by
             parts.append(data)
             got += len(data)
     except Exception:
-        environ["wsgi.input"] = _Prefixed(b"".join(parts), stream)
+        environ["wsgi.input"] = Prefixed(b"".join(parts), stream)
         return None
     return b"".join(parts)

@@ -15,7 +15,7 @@ from scr_middleware.extract.settings import OBSERVED_METHODS, ObserverSettings
 
 from ..extract.binding import Binding, ConfigSource
 from .body import ObservedBody
-from .input import TeeInput, read_body
+from .input import Prefixed, TeeInput, read_rest
 from .views import is_exempt
 
 if TYPE_CHECKING:
@@ -253,7 +253,14 @@ class _Exchange(ObservedBody):
             size = int(length)
             if not 0 < size <= settings.max_request_body_bytes:
                 return  # empty, or over the cap (the observer would drop it): nothing to see
-            body = read_body(environ, stream, size)
+            try:
+                body: bytes | None = stream.read(size)
+            except Exception:
+                environ["wsgi.input"] = Prefixed(b"", stream)
+                body = None
+            else:
+                if body and len(body) < size:  # a short read: the rest follows
+                    body = read_rest(environ, stream, body, size)
             if body is None:
                 self.disconnected = True  # the client went away mid-body
                 return
@@ -282,7 +289,7 @@ class _Sized:
         self._result = result
 
     def __iter__(self) -> Iterator[bytes]:
-        return self._body._chunks()
+        return iter(self._body)
 
     def __len__(self) -> int:
         return len(self._result)

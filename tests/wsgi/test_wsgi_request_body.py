@@ -8,6 +8,7 @@ import io
 import json
 from typing import Any
 
+import pytest
 import scr_fake_llm as fake
 from wsgi_kit import JSON_HEADERS, REQUEST, Recorder, app_returning, environ
 
@@ -120,3 +121,30 @@ def test_body_without_a_length_is_copied_as_the_app_reads_it(captured: Any) -> N
     assert isinstance(seen["input"], TeeInput)
     assert seen["body"] == raw
     assert cap.events(1)[0]["user_id"] == "u-chunked"
+
+
+class GoneInput:
+    """A client that went away before sending any of its body."""
+
+    def read(self, size: int = -1) -> bytes:
+        raise ConnectionResetError("client went away")
+
+
+def test_client_gone_before_the_body_is_cancelled(captured: Any) -> None:
+    cap = captured()
+    seen: dict[str, Any] = {}
+
+    def app(env: dict[str, Any], start_response: Any) -> Any:
+        try:
+            env["wsgi.input"].read()
+        except ConnectionResetError as exc:
+            seen["error"] = exc
+            raise
+
+    env = environ()
+    env["wsgi.input"] = GoneInput()
+    with pytest.raises(ConnectionResetError):
+        SessionCompletionMiddleware(app, runtime=cap.runtime)(env, Recorder())
+    assert "error" in seen  # the app met the stream's own failure
+    (event,) = cap.events(1)
+    assert event["outcome"]["status"] == "cancelled"
