@@ -102,6 +102,7 @@ class SessionCompletionMiddleware:
         self.settings = settings = binding.settings
         self._stats = binding.stats
         self._capture = binding.capture
+        self._capture_built = binding.capture_built
         # Decided once, not per request. ObserverSettings.observes: None observes nothing.
         self._route = settings.routes.match if settings.enabled else None
         self._rewrites = settings.ensure_stream_usage
@@ -263,7 +264,14 @@ class _Responder:
         observer = self.observer
         if observer is None:
             mw = self.mw
-            observer = Observer(mw.settings, self.request, mw._capture, mw._stats, self.match)
+            observer = Observer(
+                mw.settings,
+                self.request,
+                mw._capture,
+                mw._stats,
+                self.match,
+                emit_built=mw._capture_built,
+            )
             observer.carry_on(self.t0, self.start, self.body_parts, self.body_len, self.exempt)
             self.observer = observer
             held = self.held
@@ -531,7 +539,7 @@ class _Responder:
             if event["usage"]["source"] == "missing":
                 failsafe.record_failure(failsafe.MISSING_USAGE, stats)
             try:
-                mw._capture(event)
+                mw._capture_built(event)
             except Exception as exc:
                 failsafe.internal_error(failsafe.EMIT_ERROR, exc, stats)
             return

@@ -38,6 +38,9 @@ class SharedRuntime:
     def capture(self, event: dict[str, Any]) -> None:
         _runtime.get_runtime().capture_nowait(event)
 
+    def capture_built(self, event: dict[str, Any]) -> None:
+        _runtime.get_runtime().capture_built(event)
+
     def flush(self, timeout: float | None = None) -> bool:
         return _runtime.get_runtime().flush(timeout)
 
@@ -47,7 +50,7 @@ class Binding:
     exist yet, configures it; ``runtime`` sends events to that runtime instead of the shared
     one. Bad settings raise ``ConfigError`` here, at start-up, never on a request."""
 
-    __slots__ = ("_sink", "capture", "settings", "stats")
+    __slots__ = ("_sink", "capture", "capture_built", "settings", "stats")
 
     def __init__(
         self, config: ConfigSource = None, runtime: SessionCompletionRuntime | None = None
@@ -77,6 +80,10 @@ class Binding:
         self.capture: Callable[[dict[str, Any]], object] = getattr(
             sink, "capture_nowait", sink.capture
         )
+        # Events the one-pass builders made skip most re-validation where the runtime can.
+        self.capture_built: Callable[[dict[str, Any]], object] = getattr(
+            sink, "capture_built", self.capture
+        )
         self.stats = failsafe.StatsOf(sink)
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -85,4 +92,6 @@ class Binding:
 
     def observer(self, request: RequestInfo, match: RouteMatch) -> Observer:
         """A new observer for one request (never shared)."""
-        return Observer(self.settings, request, self.capture, stats=self.stats, match=match)
+        return Observer(
+            self.settings, request, self.capture, self.stats, match, emit_built=self.capture_built
+        )

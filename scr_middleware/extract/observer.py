@@ -130,6 +130,7 @@ class Observer:
         "_body_parts",
         "_content_type",
         "_emit",
+        "_emit_built",
         "_exempt",
         "_failure",
         "_finished",
@@ -154,12 +155,17 @@ class Observer:
         emit: Callable[[dict[str, Any]], object],
         stats: FailureStats | None = None,
         match: RouteMatch | None = None,
+        *,
+        emit_built: Callable[[dict[str, Any]], object] | None = None,
     ) -> None:
         self._t0 = perf_counter()
         self._start = time()
         self._settings = settings
         self.request = request
         self._emit = emit
+        # For events the one-pass builders made (their shape is right by construction, so
+        # the runtime checks less: SessionCompletionRuntime.capture_built).
+        self._emit_built = emit if emit_built is None else emit_built
         self._stats = stats
         self._match = match if match is not None else settings.match(request.path)
         self._finished = False
@@ -415,14 +421,14 @@ class Observer:
         parts = self.held
         self._response = self.held = None  # chunks after the end are not observed
         try:
-            event = self._build(response, parts, cancelled, exception, parsed)
+            event, built = self._build(response, parts, cancelled, exception, parsed)
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
             return
         if event is None:
             return
         try:
-            self._emit(event)
+            (self._emit_built if built else self._emit)(event)
         except Exception as exc:
             failsafe.internal_error(failsafe.EMIT_ERROR, exc, self._stats)
 
@@ -433,11 +439,12 @@ class Observer:
         cancelled: bool,
         exception: BaseException | None,
         parsed: Any = _UNPARSED,
-    ) -> dict[str, Any] | None:
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """The event (None when none is due) and whether a one-pass builder made it."""
         duration_ms = (perf_counter() - self._t0) * 1000.0
         match = self._match
         if match is None or self._exempt:
-            return None
+            return None, False
         settings = self._settings
         request = self.request
         request_body = self.request_body()
@@ -499,7 +506,7 @@ class Observer:
             if event is not None:
                 if event["usage"]["source"] == "missing":
                     failsafe.record_failure(failsafe.MISSING_USAGE, self._stats)
-                return event
+                return event, True
         found = self._extract(body, summary, request_body) if observed else None
         event = build_event(
             request,
@@ -522,7 +529,7 @@ class Observer:
             and not self._no_body
         ):
             failsafe.record_failure(failsafe.MISSING_USAGE, self._stats)
-        return event
+        return event, False
 
     def _extractors(self) -> tuple[Extractor, ...]:
         overrides = self.request.overrides

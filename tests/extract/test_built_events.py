@@ -11,6 +11,8 @@ import orjson
 import pytest
 
 from scr_middleware.events import InvalidEventError, normalize_built, normalize_event
+from scr_middleware.extract import Observer, RequestInfo
+from scr_middleware.router.stats import RuntimeStats
 
 from .helpers import FIXTURES, run, settings
 
@@ -74,3 +76,34 @@ def test_values_from_user_code_are_checked_the_general_way(field: str, value: An
         return
     _same(raw)
     assert normalize_built(raw)[field] == expected[field]
+
+
+@pytest.mark.parametrize(
+    ("fixture", "built"),
+    [
+        ("openai_chat_completion", True),  # one-pass builder
+        ("openai_chat_stream_include_usage", True),
+        ("openai_embeddings", False),  # the general path
+        ("openai_error_401", False),
+    ],
+)
+def test_only_one_pass_events_take_the_cheap_path(fixture: str, built: bool) -> None:
+    spec = json.loads((FIXTURES / f"{fixture}.expected.json").read_text())
+    body_path = next(
+        p for p in (FIXTURES / f"{fixture}.json", FIXTURES / f"{fixture}.sse") if p.exists()
+    )
+    general: list[dict[str, Any]] = []
+    cheap: list[dict[str, Any]] = []
+    observer = Observer(
+        settings(),
+        RequestInfo("POST", spec["path"], headers={}),
+        general.append,
+        RuntimeStats(),
+        emit_built=cheap.append,
+    )
+    if observer.wants_request_body():
+        observer.on_request_body(orjson.dumps(spec["request"]))
+    observer.on_response_start(spec["status"], [(b"content-type", spec["content_type"].encode())])
+    observer.on_chunk(body_path.read_bytes(), last=True)
+    observer.finish()
+    assert (len(cheap), len(general)) == ((1, 0) if built else (0, 1))
