@@ -175,8 +175,34 @@ def ledger_columns(payload: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _router_columns(event: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The columns of an event the router normalised and finalised (what the canonical
+    transform hands over with its JSON): types are right by construction, so only the
+    SQLite integer range is checked (token counts have no upper bound in the event). A
+    field a PII rule replaced wholesale sends the event the general way."""
+    try:
+        usage = event["usage"]
+        tokens = (usage["input_tokens"], usage["output_tokens"], usage["total_tokens"])
+        for count in tokens:
+            if count is not None and count >= _INT64_MAX:
+                return None
+        status = event["outcome"]["status"]
+    except (KeyError, TypeError):
+        return None
+    return (
+        event["timestamp"],
+        event["session_id"],
+        event["user_id"],
+        event["organization_id"],
+        usage["model"],
+        *tokens,
+        status,
+    )
+
+
 def _prepared_row(payload: dict[str, Any], payload_json: bytes | None) -> tuple[Any, ...]:
-    values = _canonical_columns(payload)
+    # payload_json is given only for the canonical transform of a router-finalised event.
+    values = _canonical_columns(payload) if payload_json is None else _router_columns(payload)
     if values is None:
         columns = ledger_columns(payload)
         values = tuple(columns[name] for name in COLUMNS)

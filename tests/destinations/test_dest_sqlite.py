@@ -24,7 +24,7 @@ from scr_middleware.destinations import (
 )
 from scr_middleware.destinations import sqlite as sqlite_mod
 from scr_middleware.destinations.sqlite import ledger_columns, sqlite_path
-from scr_middleware.transforms import NAMED_TRANSFORMS
+from scr_middleware.transforms import NAMED_TRANSFORMS, to_json
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -341,3 +341,23 @@ def test_canonical_fast_path_matches_the_general_columns(raw: dict[str, object])
         assert fast is None  # beyond SQLite's INTEGER: the general path decides
     else:
         assert fast == tuple(general[name] for name in COLUMNS)
+
+
+def test_prepared_rows_match_the_general_path(tmp_path: Path) -> None:
+    """prepare() reads a router-finalised event's columns directly; whatever it cannot trust
+    (a PII rule that replaced a whole field, a count beyond SQLite's integers) still gives
+    the row the general path would, never a failed batch."""
+    destination, _ = build(f"sqlite:///{tmp_path / 'ledger.db'}")
+    assert isinstance(destination, SqliteDestination)
+    plain = make_event()
+    redacted = {**make_event(), "usage": "[REDACTED]", "outcome": "[REDACTED]"}
+    huge = make_event(usage={"input_tokens": 2**70, "output_tokens": 1, "model": "m"})
+    for event in (plain, redacted, huge):
+        fast = destination.prepare(dict(event), to_json(event))
+        general = destination.prepare(dict(event), None)
+        assert fast == general
+    assert destination.prepare(dict(huge), to_json(huge))[5] is None  # input_tokens column
+    records = [Record(e["event_id"], destination.prepare(e, to_json(e))) for e in (plain, huge)]
+    deliver(destination, (records, "bat"))
+    with sqlite3.connect(tmp_path / "ledger.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM events").fetchone() == (2,)
