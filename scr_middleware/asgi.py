@@ -176,27 +176,13 @@ class SessionCompletionMiddleware:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
 
 
-class _NoHolder:
-    """The holder of a chunk nothing holds (``held`` stays None): call the chunk feed."""
-
-    __slots__ = ()
-    held: list[bytes] | None = None
-    room: int = 0
-
-    def cut(self) -> None:
-        pass
-
-
-_NO_HOLDER: Final[Holder] = _NoHolder()
-
-
 class _Responder:
     """One request: where its response is in its lifecycle, and what was observed of it.
 
     Until ``observe()`` hands the request over to an ``Observer`` (``observer`` is None until
     then), the responder keeps what that observer would keep (the request body, the response
-    start, a plain JSON body, held while it fits in ``room``: it is its own ``Holder``) and
-    finishes the common case itself. Slots: its fields are read for every message."""
+    start, a plain JSON body held while it fits in ``room``) and finishes the common case
+    itself. Slots: its fields are read for every message."""
 
     __slots__ = (
         "body_done",
@@ -244,14 +230,17 @@ class _Responder:
         self.observer: Observer | None = None  # the fast path while None
         self.body_parts: list[bytes] | None = None  # as Observer.on_request_body keeps them
         self.body_len = 0
-        # In the fast path, once the response started: its status and headers, and its
-        # plain JSON body (this responder is its Holder).
+        # In the fast path, once the response started: its status and headers.
         self.status: int
         self.headers: Any
+        # Where a chunk goes without a call while ``held`` is not None (see Observer.Holder):
+        # in the fast path the plain JSON body; then the observer's holder's list, and
+        # ``room`` a copy of its room, handed back at a cut (one attribute type per site
+        # keeps the interpreter's attribute caches warm: no holder.held per chunk).
         self.held: list[bytes] | None = None
-        self.room: int
+        self.room = 0
+        self.holder: Holder | None = None
         self.feed: Callable[[bytes, bool], bytes] | None = None  # the observer's chunk feed
-        self.holder: Holder = _NO_HOLDER  # self, or the observer's; held None: call feed
         self.trailers = False  # http.response.start announced trailers
         self.body_done = False  # the last body message went out
         self.complete = False  # the response ended and the event was built
@@ -280,9 +269,18 @@ class _Responder:
                 observer.on_response_start(self.status, self.headers)
                 for chunk in held:
                     observer.on_chunk(chunk)
-                self.feed = observer.chunk_feed()
-                self.holder = observer.chunk_holder() or _NO_HOLDER
+                self._adopt(observer)
         return observer
+
+    def _adopt(self, observer: Observer) -> None:
+        """The observer's chunk feed and holder take over the response body."""
+        self.feed = observer.chunk_feed()
+        holder = self.holder = observer.chunk_holder()
+        if holder is not None:
+            self.held = holder.held
+            self.room = holder.room
+        else:
+            self.held = None
 
     def failed(self, exc: BaseException) -> None:
         """The app raised (or was cancelled), maybe after the response (a background task)."""
@@ -321,10 +319,17 @@ class _Responder:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.mw._stats)
             return None
 
-    def cut(self) -> None:
-        """``Holder.cut`` in the fast path: a JSON body over ``max_body_bytes`` is the
-        observer's (which abandons it, as it would have)."""
-        self.observe()
+    def _cut(self) -> None:
+        """``room`` went below zero: in the fast path, a JSON body over ``max_body_bytes`` is
+        the observer's (which abandons it, as it would have); else the holder cuts."""
+        holder = self.holder
+        if holder is None:
+            self.observe()
+            return
+        holder.room = self.room
+        holder.cut()
+        self.held = holder.held
+        self.room = holder.room
 
     async def _receive(self) -> Message:
         message = await self.receive()
@@ -360,16 +365,15 @@ class _Responder:
         kind = message.get("type")
         if kind == "http.response.body":  # the hot path: every chunk of a stream
             more = message.get("more_body", False)
-            holder = self.holder
-            held = holder.held
+            held = self.held
             if held is not None:
                 # The usual chunk: held by reference, without a call.
                 body = message.get("body", b"")
                 held.append(body if type(body) is bytes else bytes(body))  # a bytearray may change
-                holder.room -= len(body)
-                if holder.room < 0:
+                self.room -= len(body)
+                if self.room < 0:
                     try:
-                        holder.cut()
+                        self._cut()
                     except Exception as exc:
                         self._chunk_failed(exc, body)
             else:
@@ -378,6 +382,10 @@ class _Responder:
                     body = message.get("body", b"")
                     try:
                         out = feed(body, not more)
+                        holder = self.holder
+                        if holder is not None:  # the feed may have started holding
+                            self.held = holder.held
+                            self.room = holder.room
                     except Exception as exc:
                         out = self._chunk_failed(exc, body)
                     if out is not body:  # only when ensure_stream_usage dropped its usage event
@@ -427,7 +435,6 @@ class _Responder:
                     self.headers = headers
                     self.held = []
                     self.room = self.mw._max_body
-                    self.holder = self
                     return
             except Exception as exc:
                 failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.mw._stats)
@@ -436,8 +443,7 @@ class _Responder:
         observer = self._taken_over()
         if observer is not None:
             observer.on_response_start(status, headers)
-            self.feed = observer.chunk_feed()
-            self.holder = observer.chunk_holder() or _NO_HOLDER
+            self._adopt(observer)
 
     def _plain_json(self, status: object, headers: Any) -> bool:
         """Resolve the route (``_resolve``, inline); True when the response that starts is one
@@ -482,26 +488,26 @@ class _Responder:
     def _chunk_failed(self, exc: Exception, chunk: bytes) -> bytes:
         """Observer.chunk_failed: the body is not observed further."""
         observer = self._taken_over()
-        self.holder = _NO_HOLDER
-        self.feed = None
+        self.held = self.holder = self.feed = None
         return chunk if observer is None else observer.chunk_failed(exc, chunk)
 
     def _finish(self) -> None:
         if self.complete:
             return
         self.complete = True
-        self.holder = _NO_HOLDER
-        self.feed = None
+        self.holder = self.feed = None
         if not self.resolved:
             self._resolve()
         observer = self.observer
         if observer is not None:
+            self.held = None
             observer.finish()
             return
         try:
             self._finish_fast()
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.mw._stats)
+        self.held = None  # chunks after the end are not observed
 
     def _finish_fast(self) -> None:
         """The response completed in the fast path: a ``chat.completion`` body is built here
