@@ -477,10 +477,10 @@ class _Responder:
             if size == 12:
                 if name == b"content-type" or name.lower() == b"content-type":
                     content_type = (
-                        value.decode("latin-1") if type(value) is bytes else str(value)
+                        value.decode("latin-1") if isinstance(value, bytes) else str(value)
                     ).lower()
             elif size == 16 and name.lower() == b"content-encoding":
-                encoding = value.decode("latin-1") if type(value) is bytes else str(value)
+                encoding = value.decode("latin-1") if isinstance(value, bytes) else str(value)
         return not content_type.startswith("text/event-stream") and (
             not encoding or plain_encoding(encoding)
         )

@@ -311,3 +311,24 @@ def test_the_common_request_is_one_event(mode: str) -> None:
     assert event["message_count"] == 1
     assert event["usage"]["total_tokens"] == CHAT["usage"]["total_tokens"]
     assert event["outcome"] == {"status": "success", "http_status": 200}
+
+
+@pytest.mark.parametrize("mode", ["fast", "observer"])
+def test_a_background_task_raising_after_the_response_adds_no_event(mode: str) -> None:
+    """Starlette runs background tasks after the last body message: the response was
+    complete, so its event stands and the exception is not a second one."""
+    sent, events, _, raised = _exchange(
+        mode,
+        {},
+        {"headers": []},
+        [{"type": "http.request", "body": b"{}", "more_body": False}],
+        [
+            {"type": "http.response.start", "status": 200, "headers": []},
+            {"type": "http.response.body", "body": orjson.dumps(CHAT), "more_body": False},
+        ],
+        "raise",
+    )
+    assert raised == "RuntimeError"
+    assert len(sent) == 2
+    (event,) = events
+    assert event["outcome"] == {"status": "success", "http_status": 200}
