@@ -33,7 +33,6 @@ from scr_middleware.transforms import as_json, to_json
 
 from .base import (
     Destination,
-    JsonRecordsMixin,
     PermanentDeliveryError,
     Record,
     TransientDeliveryError,
@@ -134,7 +133,7 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class HttpDestination(JsonRecordsMixin, Destination):
+class HttpDestination(Destination):
     schemes: ClassVar[tuple[str, ...]] = ("http", "https")
 
     def __init__(self, config: DestinationConfig, runtime_config: Config) -> None:

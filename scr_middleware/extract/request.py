@@ -89,28 +89,31 @@ class RequestInfo:
     @classmethod
     def from_raw(cls, method: str, path: str, raw_headers: Any, user_id: str | None) -> RequestInfo:
         """``raw_headers``: ASGI-style ``[(name, value)]`` pairs, decoded on demand."""
-        info = cls.__new__(cls)
-        info.method = method
-        info.path = path
-        info.route = None
-        info._headers = None
-        info._raw = raw_headers
-        info._environ = None
-        info.user_id = user_id
-        info.overrides = None
-        return info
+        return cls._lazy(method, path, user_id, raw_headers, None)
 
     @classmethod
     def from_environ(
         cls, method: str, path: str, environ: Mapping[str, Any], user_id: str | None
     ) -> RequestInfo:
         """The headers are read from a WSGI environ (or Django ``META``) on demand."""
+        return cls._lazy(method, path, user_id, None, environ)
+
+    @classmethod
+    def _lazy(
+        cls,
+        method: str,
+        path: str,
+        user_id: str | None,
+        raw: Any,
+        environ: Mapping[str, Any] | None,
+    ) -> RequestInfo:
+        # Per request: no __init__ (it decodes headers eagerly), just the slots.
         info = cls.__new__(cls)
         info.method = method
         info.path = path
         info.route = None
         info._headers = None
-        info._raw = None
+        info._raw = raw
         info._environ = environ
         info.user_id = user_id
         info.overrides = None

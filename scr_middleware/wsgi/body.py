@@ -110,6 +110,7 @@ class ObservedBody(BodyState):
     def __iter__(self) -> Iterator[bytes]:
         try:
             for chunk in self._result:
+                # forward(), inlined: this runs for every chunk of every observed response.
                 feed = self.feed
                 if feed is None:
                     out = chunk
