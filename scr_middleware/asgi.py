@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from . import runtime as _runtime
+from .asgi_record import Recorder
 from .extract import failsafe
 from .extract.binding import Binding
 from .extract.build import chat_event
@@ -111,6 +113,8 @@ class SessionCompletionMiddleware:
         self._fast = settings.default_extractors and not settings.ensure_stream_usage
         self._max_request = settings.max_request_body_bytes
         self._max_body = settings.max_body_bytes
+        # With a capture process, observed requests are recorded (asgi_record) instead.
+        self._offload = binding.offload
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -128,6 +132,23 @@ class SessionCompletionMiddleware:
         if match is None:
             await self.app(scope, receive, send)
             return
+        link = self._offload
+        if link is not None:
+            try:
+                offloader = link.offloader if link.runtime is _runtime._shared else link.current()
+            except Exception as exc:
+                failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
+                offloader = None
+            if offloader is not None:
+                recorder = Recorder(self, offloader, link.key, scope, receive, send, method, path)
+                try:
+                    await self.app(scope, recorder.receive, recorder.send)
+                except BaseException as exc:
+                    recorder.failed(exc)
+                    raise
+                if not recorder.complete:
+                    recorder.returned()
+                return
         try:
             responder = _Responder(
                 self,

@@ -73,6 +73,7 @@ ENV_VARS: dict[str, str] = {
     "SCR_METRICS_PORT": "monitoring.metrics_port",
     "SCR_HEALTH_CHECK_PORT": "monitoring.health_check_port",
     "SCR_DATA_DIR": "storage.data_dir",
+    "SCR_MIDDLEWARE_OFFLOAD": "middleware.offload",
 }
 
 # Flat constructor keyword -> key path, e.g. SessionCompletionRuntime(batch_size=1).

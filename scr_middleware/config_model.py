@@ -99,6 +99,11 @@ class MiddlewareConfig:
     max_request_body_bytes: int = 1024 * 1024
     ensure_stream_usage: bool = False
     session_type: str | None = None
+    # Where events are extracted and delivered (docs/offload.md): "process" records each
+    # exchange and hands it to a capture process; "inline" does everything in the app's
+    # process; "auto" is "process" unless the runtime cannot use one (memory destinations,
+    # no Python interpreter to start).
+    offload: Literal["auto", "process", "inline"] = "auto"
 
 
 @dataclass(frozen=True, slots=True)

@@ -479,8 +479,11 @@ def normalize_built(raw: dict[str, Any]) -> dict[str, Any]:
     tokens_out = usage["output_tokens"]
     if usage["total_tokens"] is None and tokens_in is not None and tokens_out is not None:
         usage["total_tokens"] = tokens_in + tokens_out
+    # A replayed record carries the id its app process gave it (offload.record), so a
+    # capture process restarted mid-batch captures it again under the same id.
+    event_id = raw.get("event_id")
     event = {
-        "event_id": new_event_id(),
+        "event_id": event_id if type(event_id) is str and event_id else new_event_id(),
         "event_type": EVENT_TYPE,
         "schema_version": SCHEMA_VERSION,
         "timestamp": None,

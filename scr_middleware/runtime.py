@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import load_config
 from .config_model import Config, DestinationConfig
@@ -27,6 +28,9 @@ from .router.router import Router
 from .router.spool import Spool
 from .router.stats import DestinationStats, RuntimeStats
 from .router.worker import DestinationWorker, WorkerSettings
+
+if TYPE_CHECKING:
+    from .offload import Offloader
 
 logger = logging.getLogger("scr_middleware.runtime")
 
@@ -97,6 +101,8 @@ class SessionCompletionRuntime:
         self._pid = os.getpid()
         self._closed = False
         self._observability: RuntimeMonitoring | None = None
+        self._offloader: Offloader | None = None
+        self._offload_lock = threading.Lock()
         if self._enabled:
             setup_logging(self.config.monitoring.log_level, self.config.monitoring.log_format)
             self._attach_monitoring()
@@ -271,14 +277,69 @@ class SessionCompletionRuntime:
             self._router.start()
             self._router.wait_ready()
 
+    # --- the capture process (middleware records, docs/offload.md) -------------------------
+    def offloader(self, mode: str = "auto") -> Offloader | None:
+        """The channel to this runtime's capture process, created on first use; None when
+        middleware events are to be captured in this process (``mode`` "inline", capture
+        disabled, or a runtime a capture process cannot stand in for)."""
+        if mode == "inline" or not self._enabled or self._closed:
+            return None
+        offloader = self._offloader
+        if offloader is None:
+            with self._offload_lock:
+                if self._offloader is None and self._can_offload(mode):
+                    from .offload import Offloader
+
+                    self._offloader = Offloader(
+                        self.config, max_pending=self.config.capture.buffer_max_size
+                    )
+                offloader = self._offloader
+        return offloader
+
+    def _can_offload(self, mode: str) -> bool:
+        import pickle
+
+        from .offload.channel import can_spawn
+
+        why = None
+        if any(d.endpoint.startswith("memory:") for d in self.destinations):
+            why = "a memory destination is only readable in this process"
+        elif not can_spawn():
+            why = f"no Python interpreter to start it with ({sys.executable!r})"
+        else:
+            try:
+                pickle.dumps(self.config)
+            except Exception as exc:
+                why = f"the configuration cannot be sent to it ({exc!r})"
+        if why is None:
+            return True
+        if mode == "process":
+            log_once(
+                logger, f"offload-inline-{id(self)}", logging.WARNING,
+                f"middleware.offload is 'process' but {why}: capturing in the app process",
+                component="runtime",
+            )  # fmt: skip
+        return False
+
     def flush(self, timeout: float | None = None) -> bool:
-        return self._router.flush(timeout)
+        offloader = self._offloader
+        offloaded = offloader.flush(timeout) if offloader is not None else True
+        return self._router.flush(timeout) and offloaded
 
     async def aflush(self, timeout: float | None = None) -> bool:
-        return await self._router.aflush(timeout)
+        offloader = self._offloader
+        offloaded = True
+        if offloader is not None:
+            import asyncio
+
+            offloaded = await asyncio.to_thread(offloader.flush, timeout)
+        return await self._router.aflush(timeout) and offloaded
 
     def shutdown(self, timeout: float | None = None) -> None:
         self._closed = True
+        offloader = self._offloader
+        if offloader is not None:
+            offloader.close(SHUTDOWN_TIMEOUT_S if timeout is None else timeout)
         self._router.shutdown(SHUTDOWN_TIMEOUT_S if timeout is None else timeout)
         if self._observability is not None:
             self._observability.stop()
@@ -313,6 +374,9 @@ class SessionCompletionRuntime:
             },
             "destinations": destinations,
         }
+        offloader = self._offloader
+        if offloader is not None:
+            body["offload"] = offloader.stats.snapshot(offloader.pending)
         return running, body
 
     def _after_fork_in_child(self) -> None:

@@ -11,14 +11,17 @@ from typing import TYPE_CHECKING, Any
 from scr_middleware import runtime as _runtime
 from scr_middleware.extract import failsafe
 from scr_middleware.extract.observer import Observer
-from scr_middleware.extract.request import RequestInfo
+from scr_middleware.extract.request import RequestInfo, environ_key
 from scr_middleware.extract.routes import RouteMatch
 from scr_middleware.extract.settings import ObserverSettings
+from scr_middleware.offload.record import Record, replay_failsafe
 
 if TYPE_CHECKING:
+    from scr_middleware.config_model import MiddlewareConfig
+    from scr_middleware.offload import Offloader
     from scr_middleware.runtime import SessionCompletionRuntime
 
-__all__ = ["Binding", "ConfigSource", "SharedRuntime"]
+__all__ = ["Binding", "ConfigSource", "OffloadLink", "SharedRuntime"]
 
 # A YAML path, a dict with the YAML's structure (Django ``SCR``, Flask ``app.config["SCR"]``),
 # or None (``SCR_CONFIG_FILE``, then defaults).
@@ -50,7 +53,17 @@ class Binding:
     exist yet, configures it; ``runtime`` sends events to that runtime instead of the shared
     one. Bad settings raise ``ConfigError`` here, at start-up, never on a request."""
 
-    __slots__ = ("_sink", "capture", "capture_built", "settings", "stats")
+    __slots__ = (
+        "_explicit",
+        "_middleware",
+        "_record_headers",
+        "_sink",
+        "capture",
+        "capture_built",
+        "offload",
+        "settings",
+        "stats",
+    )
 
     def __init__(
         self, config: ConfigSource = None, runtime: SessionCompletionRuntime | None = None
@@ -85,13 +98,92 @@ class Binding:
             sink, "capture_built", self.capture
         )
         self.stats = failsafe.StatsOf(sink)
+        self._explicit = runtime
+        self._middleware = cfg.middleware
+        # Records go to a capture process unless the settings keep capture inline; a request
+        # rewritten for ensure_stream_usage is observed as it happens, so it stays inline.
+        self.offload: OffloadLink | None = None
+        if settings.enabled and settings.offload != "inline" and not settings.ensure_stream_usage:
+            self.offload = OffloadLink(self)
+        # The request headers a record carries when the adapter has no raw pairs (WSGI): the
+        # ones the identity sources read, or all of them for an identity callable.
+        self._record_headers = settings.identity.header_names()
+
+    def header_pairs(self, request: RequestInfo) -> Any:
+        """The request headers for a record: the ASGI pairs as they came, else ``(name,
+        value)`` pairs of what the capture process's observer will read."""
+        raw = request._raw
+        if raw is not None:
+            return raw
+        names = self._record_headers
+        if names is None:
+            return list(request.headers.items())
+        pairs = []
+        for name in names:
+            value = request.header(name, name.encode("latin-1"), environ_key(name))
+            if value is not None:
+                pairs.append((name, value))
+        return pairs
+
+    def runtime(self) -> SessionCompletionRuntime:
+        """The runtime events go to now (the shared one may have been replaced)."""
+        return self._explicit if self._explicit is not None else _runtime.get_runtime()
+
+    def replay_inline(self, record: Record) -> None:
+        """Replay a record in this process (its capture process is unavailable or behind)."""
+        replay_failsafe(record, self.settings, self.capture, self.capture_built, self.stats)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver what the runtime buffered (blocking: call it off the event loop)."""
         return bool(self._sink.flush(timeout))
 
-    def observer(self, request: RequestInfo, match: RouteMatch) -> Observer:
-        """A new observer for one request (never shared)."""
+    def observer(self, request: RequestInfo, match: RouteMatch | None) -> Observer:
+        """A new observer for one request (never shared): a ``RecordingObserver`` when events
+        go to a capture process (it takes the same calls)."""
+        link = self.offload
+        if link is not None:
+            offloader = link.current()
+            if offloader is not None:
+                from scr_middleware.offload.recording import RecordingObserver
+
+                return RecordingObserver(  # type: ignore[return-value]
+                    self, offloader, link.key, request, match
+                )
+        return self.inline_observer(request, match)
+
+    def inline_observer(self, request: RequestInfo, match: RouteMatch | None) -> Observer:
+        """A new ``Observer`` that extracts here, in this process."""
         return Observer(
             self.settings, request, self.capture, self.stats, match, emit_built=self.capture_built
         )
+
+
+class OffloadLink:
+    """A binding's way to its runtime's capture process: the ``Offloader`` and the key its
+    records carry, resolved again when ``configure()`` replaced the shared runtime."""
+
+    __slots__ = ("_binding", "key", "offloader", "runtime")
+
+    def __init__(self, binding: Binding) -> None:
+        self._binding = binding
+        self.runtime: SessionCompletionRuntime | None = None
+        self.offloader: Offloader | None = None
+        self.key = 0
+
+    def current(self) -> Offloader | None:
+        """The offloader for the runtime in use now; None: capture inline."""
+        binding = self._binding
+        runtime = binding.runtime()
+        if runtime is not self.runtime:
+            self.runtime = runtime
+            # Only for a real runtime (a runtime-like test double has no offloader).
+            find = getattr(runtime, "offloader", None)
+            offloader = find(binding.settings.offload) if find is not None else None
+            if offloader is not None:
+                self.key = offloader.register(_middleware(binding), binding.replay_inline)
+            self.offloader = offloader
+        return self.offloader
+
+
+def _middleware(binding: Binding) -> MiddlewareConfig:
+    return binding._middleware

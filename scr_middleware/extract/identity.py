@@ -135,6 +135,13 @@ class IdentityResolver:
         self._org_steps = _compile(org_sources)
         self._callable = identity_callable
 
+    def header_names(self) -> tuple[str, ...] | None:
+        """The lower-case header names the sources read; None: all (an identity callable
+        may read any)."""
+        if self._callable is not None:
+            return None
+        return tuple(s.path[0] for s in (*self._user, *self._org) if s.kind == "header")
+
     @property
     def needs_body(self) -> bool:
         return self._callable is not None or any(

@@ -404,8 +404,24 @@ class Observer:
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
 
-    def finish(self, *, cancelled: bool = False, exception: BaseException | None = None) -> None:
-        self._end(cancelled, exception, _UNPARSED)
+    def finish(
+        self,
+        *,
+        cancelled: bool = False,
+        exception: BaseException | None = None,
+        duration_ms: float | None = None,
+    ) -> None:
+        """The response ended (or the app raised, or the client left). ``duration_ms``: for
+        a replay (``offload.record``), the duration measured when the exchange happened."""
+        self._end(cancelled, exception, _UNPARSED, duration_ms)
+
+    def body_over_cap(self) -> None:
+        """For a replay: the body went on past ``max_body_bytes`` (its recorder kept none of
+        the rest), so it is abandoned as the chunk feed would have abandoned it."""
+        if self.held is not None:
+            self.cut()
+        elif self._response is not None:
+            self._response.too_large()
 
     def finish_json(self, body: Any) -> None:
         """``finish()`` of a response that completed, for an adapter that parsed the plain
@@ -413,7 +429,13 @@ class Observer:
         the same event, without parsing the body again."""
         self._end(False, None, body)
 
-    def _end(self, cancelled: bool, exception: BaseException | None, parsed: Any) -> None:
+    def _end(
+        self,
+        cancelled: bool,
+        exception: BaseException | None,
+        parsed: Any,
+        duration_ms: float | None = None,
+    ) -> None:
         if self._finished:
             return
         self._finished = True
@@ -421,7 +443,9 @@ class Observer:
         parts = self.held
         self._response = self.held = None  # chunks after the end are not observed
         try:
-            event, built = self._build(response, parts, cancelled, exception, parsed)
+            event, built = self._build(
+                response, parts, cancelled, exception, parsed=parsed, duration_ms=duration_ms
+            )
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
             return
@@ -438,10 +462,13 @@ class Observer:
         parts: list[bytes] | None,
         cancelled: bool,
         exception: BaseException | None,
+        *,
         parsed: Any = _UNPARSED,
+        duration_ms: float | None = None,
     ) -> tuple[dict[str, Any] | None, bool]:
         """The event (None when none is due) and whether a one-pass builder made it."""
-        duration_ms = (perf_counter() - self._t0) * 1000.0
+        if duration_ms is None:
+            duration_ms = (perf_counter() - self._t0) * 1000.0
         match = self._match
         if match is None or self._exempt:
             return None, False

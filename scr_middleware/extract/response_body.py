@@ -166,6 +166,11 @@ class ResponseBody:
             self._on_error(exc)
             return b"".join(held) + chunk if held else chunk
 
+    def too_large(self) -> None:
+        """The body went on past ``max_bytes`` unseen (a replay): abandon it, counted."""
+        if not self.skip:
+            self._abandon(failsafe.BODY_TOO_LARGE)
+
     def _abandon(self, reason: str, detail: str = "") -> None:
         self.skip = True
         self._parts.clear()

@@ -46,6 +46,7 @@ class ObserverSettings:
     max_request_body_bytes: int = 1024 * 1024
     ensure_stream_usage: bool = False
     session_type: str | None = None
+    offload: str = "auto"  # MiddlewareConfig.offload
     # Derived from ``extractors`` (``__post_init__``): the built-in chain can be short-cut for
     # JSON bodies, and built-in extractors only need a skim of a stream.
     default_extractors: bool = field(default=True, init=False)
@@ -88,6 +89,7 @@ class ObserverSettings:
             max_request_body_bytes=cfg.max_request_body_bytes,
             ensure_stream_usage=cfg.ensure_stream_usage,
             session_type=cfg.session_type,
+            offload=cfg.offload,
         )
 
     def __post_init__(self) -> None:

@@ -1,0 +1,113 @@
+"""The capture process: ``python -m scr_middleware.offload.worker FD``.
+
+Started by an ``Offloader`` with one end of a socket pair as ``FD``. It reads the app
+process's configuration (INIT), the middleware settings (SETTINGS), then batches of records
+(RECORDS): each is replayed through an ``Observer`` (``record.replay``) and the event captured
+into this process's own runtime and router, which deliver it, serve the metrics and health
+ports and keep the spools. Each batch is acknowledged once all its records are captured, so
+an app process can re-send what a capture process that died had not acknowledged.
+
+It ignores SIGINT and SIGTERM (a terminal's or a supervisor's signal to the whole group):
+it stops when its app process closes the socket, or dies, and then drains and shuts its
+runtime down, delivering what it holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import marshal
+import os
+import pickle
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from . import wire
+
+logger = logging.getLogger("scr_middleware.offload")
+
+
+def wait_for_room(runtime: Any) -> None:
+    """Never overflow the router's ingest buffer (that would drop events): wait until it
+    has room for a batch. Meanwhile the socket fills and the app process replays records
+    itself, which is the back-pressure (docs/offload.md)."""
+    router = runtime.router
+    limit = max(1, runtime.config.capture.buffer_max_size // 2)
+    while router.ingest_size() >= limit and router.running:
+        time.sleep(0.001)
+
+
+def serve(sock: socket.socket) -> int:
+    from scr_middleware import runtime as runtime_mod
+    from scr_middleware.extract.failsafe import StatsOf
+    from scr_middleware.extract.settings import ObserverSettings
+
+    from .record import replay_failsafe
+
+    reader = wire.FrameReader(sock)
+    frame = reader.read()
+    if frame is None or frame[0] != wire.INIT:
+        return 2
+    # {"config": Config, "sys_path": [...], "id_prefix": str, "shutdown_timeout_s": float}
+    init: dict[str, Any] = pickle.loads(frame[1])  # from our own app process
+    if init.get("nice"):
+        with contextlib.suppress(OSError):
+            os.nice(init["nice"])
+    for entry in reversed(init["sys_path"]):  # custom extractors, transforms, identity callables
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    runtime = runtime_mod.SessionCompletionRuntime(config=init["config"])
+    runtime_mod._set_shared(runtime)  # get_runtime() in user code: this process's runtime
+    runtime.start()
+    wire.send_frame(sock, wire.READY, marshal.dumps(os.getpid()))
+    settings: dict[int, Any] = {}
+    stats = StatsOf(runtime)
+    emit, emit_built = runtime.capture_nowait, runtime.capture_built
+    prefix = f"evt_{init['id_prefix']}"
+    try:
+        while True:
+            frame = reader.read()
+            if frame is None:
+                break
+            kind, payload = frame
+            if kind == wire.RECORDS:
+                batch, records = marshal.loads(payload)
+                wait_for_room(runtime)
+                for record in records:
+                    observer_settings = settings.get(record[0])
+                    if observer_settings is not None:
+                        replay_failsafe(
+                            record, observer_settings, emit, emit_built, stats,
+                            event_id=f"{prefix}{record[1]:08x}",
+                        )  # fmt: skip
+                wire.send_frame(sock, wire.ACK, marshal.dumps(batch))
+            elif kind == wire.SETTINGS:
+                key, middleware_config = pickle.loads(payload)
+                settings[key] = ObserverSettings.from_config(middleware_config)
+            elif kind == wire.FLUSH:
+                token, timeout = marshal.loads(payload)
+                ok = runtime.flush(timeout)
+                wire.send_frame(sock, wire.FLUSHED, marshal.dumps((token, ok)))
+    except OSError:  # the app process is gone mid-frame: deliver what was captured
+        pass
+    finally:
+        runtime.shutdown(init["shutdown_timeout_s"])
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if len(argv) != 2 or not argv[1].isdigit():
+        print("usage: python -m scr_middleware.offload.worker FD", file=sys.stderr)
+        return 2
+    sock = socket.socket(fileno=int(argv[1]))
+    with contextlib.closing(sock):
+        return serve(sock)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
