@@ -35,7 +35,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from scr_middleware.observability.logs import log_once
@@ -81,6 +81,9 @@ class OffloadStats:
     resent: int = 0  # records sent again to a restarted capture process
     inline: int = 0  # records replayed in the app process (unavailable, backlog, marshal)
     spawns: int = 0
+    # scr_extraction_failures_total{reason} as counted by the capture process (its own
+    # metrics serve them; kept here for /health and the app's own checks)
+    extraction_failures: dict[str, int] = field(default_factory=dict)
     state: str = "idle"  # idle | starting | running | restarting | unavailable | closed
     pid: int | None = None  # the capture process
 
@@ -95,6 +98,7 @@ class OffloadStats:
             "resent": self.resent,
             "inline": self.inline,
             "spawns": self.spawns,
+            "extraction_failures": dict(self.extraction_failures),
         }
 
 
@@ -128,6 +132,7 @@ class Offloader:
         self._unacked: deque[tuple[int, int, bytes]] = deque()  # (batch, records, frame)
         self._outbox = bytearray()  # frame bytes the socket did not take yet
         self._inbox = bytearray()  # partial frames from the capture process
+        self._remote_seen: dict[str, int] = {}  # failure counts of the current process
         self._flush_waiters: dict[int, list[Any]] = {}  # token -> [Event, ok, sent]
         self._tokens = itertools.count(1)
         self._lock = threading.Lock()  # the socket, the outbox and the unacked window
@@ -245,7 +250,9 @@ class Offloader:
             payload = bytes(inbox[header : header + length])
             del inbox[: header + length]
             if kind == wire.ACK:
-                batch = marshal.loads(payload)
+                batch, failures = marshal.loads(payload)
+                if failures is not None:
+                    self._remote_failures(failures)
                 unacked = self._unacked
                 while unacked and unacked[0][0] <= batch:
                     self.stats.acknowledged += unacked.popleft()[1]
@@ -255,6 +262,14 @@ class Offloader:
                 if waiter is not None:
                     waiter[1] = ok
                     waiter[0].set()
+
+    def _remote_failures(self, counts: dict[str, int]) -> None:
+        """The capture process's failure counts since it started: add what is new."""
+        previous = self._remote_seen
+        totals = self.stats.extraction_failures
+        for reason, count in counts.items():
+            totals[reason] = totals.get(reason, 0) + count - previous.get(reason, 0)
+        self._remote_seen = counts
 
     # --- lifecycle ----------------------------------------------------------------------------
     def _start(self) -> None:
@@ -462,6 +477,7 @@ class Offloader:
             self.stats.pid = proc.pid
             self._inbox.clear()
             self._outbox.clear()
+            self._remote_seen = {}
             for key, middleware in self._settings.items():
                 self._queue_frame(wire.SETTINGS, pickle.dumps((key, middleware)))
             for _batch, count, frame_bytes in self._unacked:  # what the previous one left

@@ -19,7 +19,9 @@ SETTINGS: Final = 2  # pickle: (key, MiddlewareConfig)
 RECORDS: Final = 3  # marshal: (batch sequence number, [record, ...])
 FLUSH: Final = 4  # marshal: (token, timeout seconds)
 # Capture process -> app process
-ACK: Final = 10  # marshal: batch sequence number, every record of it captured
+# marshal: (batch sequence number, every record of it captured; the capture process's
+# extraction failures by reason so far, or None when unchanged since the previous ACK)
+ACK: Final = 10
 FLUSHED: Final = 11  # marshal: (token, ok)
 READY: Final = 12  # marshal: capture process pid, after INIT
 

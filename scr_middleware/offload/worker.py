@@ -67,6 +67,7 @@ def serve(sock: socket.socket) -> int:
     stats = StatsOf(runtime)
     emit, emit_built = runtime.capture_nowait, runtime.capture_built
     prefix = f"evt_{init['id_prefix']}"
+    reported: dict[str, int] = {}  # the extraction failures the app process was last told
     try:
         while True:
             frame = reader.read()
@@ -83,7 +84,11 @@ def serve(sock: socket.socket) -> int:
                             record, observer_settings, emit, emit_built, stats,
                             event_id=f"{prefix}{record[1]:08x}",
                         )  # fmt: skip
-                wire.send_frame(sock, wire.ACK, marshal.dumps(batch))
+                failures = runtime.stats.extraction_failures
+                news = None
+                if failures != reported:
+                    news = reported = dict(failures)
+                wire.send_frame(sock, wire.ACK, marshal.dumps((batch, news)))
             elif kind == wire.SETTINGS:
                 key, middleware_config = pickle.loads(payload)
                 settings[key] = ObserverSettings.from_config(middleware_config)

@@ -101,4 +101,12 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 
 def failures(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(get_runtime().stats.extraction_failures)
+    """Extraction failures counted for this process: in it, and (flushed first, so every
+    record sent so far was replayed) by its capture process."""
+    runtime = get_runtime()
+    runtime.flush(10.0)
+    counts = dict(runtime.stats.extraction_failures)
+    offload = runtime.health()[1].get("offload")
+    for reason, count in (offload or {}).get("extraction_failures", {}).items():
+        counts[reason] = counts.get(reason, 0) + count
+    return JsonResponse(counts)
