@@ -51,9 +51,12 @@ __all__ = ["OffloadStats", "Offloader", "can_spawn"]
 logger = logging.getLogger("scr_middleware.offload")
 
 SHIP_BATCH: Final = 64  # records per frame on a busy app
+# At most this many records go into one frame: marshalling holds the GIL (~1 us a record).
+FRAME_MAX_RECORDS: Final = 256
+# The request path writes at most this many frames per call, however long the backlog.
+SHIP_MAX_FRAMES: Final = 4
 TICK_S: Final = 0.05  # the ticker: ships what a quiet app left, restarts the capture process
 SOCKET_BUFFER_BYTES: Final = 4 * 1024 * 1024  # asked for; the kernel may grant less
-OUTBOX_MAX_BYTES: Final = 32 * 1024 * 1024  # written but not yet taken by the capture process
 READY_TIMEOUT_S: Final = 30.0
 MAX_SPAWNS_PER_MINUTE: Final = 5
 WORKER_SHUTDOWN_TIMEOUT_S: Final = 5.0
@@ -185,11 +188,15 @@ class Offloader:
             if sock is None:
                 return  # starting or restarting: the ticker ships once it is up
             self._read_replies(sock)
-            if self._outbox and not self._drain_outbox(sock):
-                return  # the capture process is behind: records wait (then go inline)
-            if self._pending:
-                self._frame_pending()
             shipped = self._drain_outbox(sock)
+            frames = 0
+            # While the socket takes them: the capture process keeps up. Else records wait
+            # in the deque (and beyond max_pending go inline).
+            while shipped and self._pending and frames < SHIP_MAX_FRAMES:
+                self._frame_pending()
+                frames += 1
+                shipped = self._drain_outbox(sock)
+            shipped = shipped and not self._pending
         except OSError:
             self._lost()
         finally:
@@ -197,8 +204,9 @@ class Offloader:
             self._lock.release()
 
     def _frame_pending(self) -> None:
-        """Move the pending records into one frame in the outbox (lock held)."""
-        records = self._take_pending()
+        """Move up to ``FRAME_MAX_RECORDS`` pending records into one frame in the outbox
+        (lock held)."""
+        records = self._take_pending(FRAME_MAX_RECORDS)
         batch = next(self._batches)
         try:
             payload = marshal.dumps((batch, records))
@@ -334,10 +342,11 @@ class Offloader:
         self._reset()
         self.stats = OffloadStats(state="idle" if self._available else "unavailable")
 
-    def _take_pending(self) -> list[Record]:
+    def _take_pending(self, limit: int | None = None) -> list[Record]:
         # popleft, not a swap of lists: a put on another thread may hold the list it read.
         pending = self._pending
-        return [pending.popleft() for _ in range(len(pending))]
+        count = len(pending) if limit is None else min(limit, len(pending))
+        return [pending.popleft() for _ in range(count)]
 
     # --- the ticker thread --------------------------------------------------------------------
     def _tick_loop(self) -> None:
@@ -355,7 +364,7 @@ class Offloader:
                     continue
                 self._ship(blocking=True)
                 self._send_flush_requests()
-                self._push(closing)
+                self._push()
             except OSError:
                 with self._lock:
                     self._lost()
@@ -383,7 +392,7 @@ class Offloader:
                     waiter[2] = True
                     self._queue_frame(wire.FLUSH, marshal.dumps((token, waiter[3])))
 
-    def _push(self, closing: bool) -> None:
+    def _push(self) -> None:
         """Ticker: write the outbox, waiting for the socket (GIL released) up to a tick."""
         deadline = time.monotonic() + TICK_S
         while True:
@@ -392,9 +401,11 @@ class Offloader:
                 if sock is None:
                     return
                 self._read_replies(sock)
-                if self._pending and (closing or self._outbox == b""):
+                drained = self._drain_outbox(sock)
+                if drained and self._pending:
                     self._frame_pending()
-                if self._drain_outbox(sock) and not (closing and self._pending):
+                    continue  # (the lock is let go between frames: the app may ship too)
+                if drained:
                     return
             left = deadline - time.monotonic()
             if left <= 0:
