@@ -321,6 +321,7 @@ class Offloader:
         if proc is not None:
             try:
                 proc.wait(timeout + WORKER_SHUTDOWN_TIMEOUT_S)
+                _forget_metrics(proc.pid)
             except subprocess.TimeoutExpired:
                 log_once(
                     logger, "offload-close-timeout", logging.WARNING,
@@ -522,6 +523,7 @@ class Offloader:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        _forget_metrics(proc.pid)
 
     def _give_up(self, why: str) -> None:
         """Capture continues in the app process, for good (logged once)."""
@@ -546,6 +548,15 @@ class Offloader:
             if fallback is not None:
                 self.stats.inline += 1
                 fallback(record)
+
+
+def _forget_metrics(pid: int) -> None:
+    """Under Prometheus multiprocess mode (PROMETHEUS_MULTIPROC_DIR, inherited by the
+    capture process) a dead process's live gauges must go, as gunicorn's child_exit hook
+    does for workers."""
+    from scr_middleware.observability.metrics import mark_process_dead
+
+    mark_process_dead(pid)
 
 
 _live: weakref.WeakSet[Offloader] = weakref.WeakSet()
