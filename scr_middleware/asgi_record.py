@@ -122,8 +122,9 @@ class Recorder:
         """The app's ``send``. A plain function returning the server's awaitable for the
         start and every chunk but the last: no coroutine of its own per message (a server's
         error on those reaches the app, and ``failed``, unchanged)."""
-        if message.get("more_body") and message.get("type") == "http.response.body":
-            chunks = self.chunks  # the hot path: every chunk of a stream but the last
+        # Only http.response.body has more_body: the hot path, every chunk but the last.
+        if message.get("more_body"):
+            chunks = self.chunks
             if chunks is not None:
                 body = message.get("body", b"")
                 if type(body) is not bytes:
