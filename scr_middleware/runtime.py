@@ -362,10 +362,20 @@ class SessionCompletionRuntime:
         destinations = [stats.snapshot() for stats in self._router.destination_stats]
         states = {d["state"] for d in destinations}
         status = "ok" if states <= {"ok"} else "degraded"
+        offload = None
+        offloader = self._offloader
+        if offloader is not None:
+            offload = offloader.stats.snapshot(offloader.pending)
+            # Middleware events are delivered by the capture process (its own /health has
+            # its destinations); this process's router starts only for direct captures.
+            if offload["state"] in ("starting", "running", "restarting"):
+                running = True
+            if offload["state"] not in ("running", "idle"):
+                status = "degraded"
         body = {
             "status": status if running else "down",
             "pid": os.getpid(),
-            "router": "running" if running else "stopped",
+            "router": "running" if self._router.running else "stopped",
             "enabled": self._enabled,
             "captured": self.stats.captured + self._router.ingest_size(),
             "buffer": {
@@ -374,9 +384,8 @@ class SessionCompletionRuntime:
             },
             "destinations": destinations,
         }
-        offloader = self._offloader
-        if offloader is not None:
-            body["offload"] = offloader.stats.snapshot(offloader.pending)
+        if offload is not None:
+            body["offload"] = offload
         return running, body
 
     def _after_fork_in_child(self) -> None:

@@ -129,9 +129,12 @@ class Binding:
         """The runtime events go to now (the shared one may have been replaced)."""
         return self._explicit if self._explicit is not None else _runtime.get_runtime()
 
-    def replay_inline(self, record: Record) -> None:
-        """Replay a record in this process (its capture process is unavailable or behind)."""
-        replay_failsafe(record, self.settings, self.capture, self.capture_built, self.stats)
+    def replay_inline(self, record: Record, event_id: str | None = None) -> None:
+        """Replay a record in this process (its capture process is unavailable or behind);
+        ``event_id``: the one it was sent under, if it was sent."""
+        replay_failsafe(
+            record, self.settings, self.capture, self.capture_built, self.stats, event_id=event_id
+        )
 
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver what the runtime buffered (blocking: call it off the event loop)."""

@@ -64,7 +64,7 @@ WORKER_SHUTDOWN_TIMEOUT_S: Final = 5.0
 # (docs/offload.md); 0 keeps the app's priority.
 WORKER_NICE: Final = 19
 
-Fallback = Callable[[Record], None]
+Fallback = Callable[[Record, str], None]  # (record, its event id)
 
 
 def can_spawn() -> bool:
@@ -439,7 +439,7 @@ class Offloader:
         now = time.monotonic()
         spawns = self._spawn_times
         if len(spawns) == spawns.maxlen and now - spawns[0] < 60.0:
-            self._give_up(f"restarted {len(spawns)} times within a minute")
+            self._give_up(f"it was started {len(spawns)} times within a minute")
             return False
         spawns.append(now)
         ours, theirs = socket.socketpair()
@@ -510,6 +510,7 @@ class Offloader:
         if sock is None:
             return
         self.stats.state = "restarting"
+        self.stats.pid = None
         try:
             sock.close()
         except OSError:
@@ -543,11 +544,14 @@ class Offloader:
             self._replay_here(records)
 
     def _replay_here(self, records: list[Record]) -> None:
+        """Replay in the app process, under the ids a capture process would have given
+        them: one that died may have delivered some already, and destinations dedupe."""
+        prefix = f"evt_{self._id_prefix}"
         for record in records:
             fallback = self._fallbacks.get(record[0])
             if fallback is not None:
                 self.stats.inline += 1
-                fallback(record)
+                fallback(record, f"{prefix}{record[1]:08x}")
 
 
 def _forget_metrics(pid: int) -> None:

@@ -40,6 +40,26 @@ def wait_for_room(runtime: Any) -> None:
         time.sleep(0.001)
 
 
+class _Replies:
+    """Answers to the app process. Once it is gone (killed), sending fails: the records
+    it wrote before are still in the socket, so reading goes on to the end of the stream
+    and every one of them is captured and delivered; only the answers stop."""
+
+    __slots__ = ("_gone", "_sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._gone = False
+
+    def send(self, kind: int, payload: bytes) -> None:
+        if self._gone:
+            return
+        try:
+            wire.send_frame(self._sock, kind, payload)
+        except OSError:
+            self._gone = True
+
+
 def serve(sock: socket.socket) -> int:
     from scr_middleware import runtime as runtime_mod
     from scr_middleware.extract.failsafe import StatsOf
@@ -68,6 +88,7 @@ def serve(sock: socket.socket) -> int:
     emit, emit_built = runtime.capture_nowait, runtime.capture_built
     prefix = f"evt_{init['id_prefix']}"
     reported: dict[str, int] = {}  # the extraction failures the app process was last told
+    replies = _Replies(sock)
     try:
         while True:
             frame = reader.read()
@@ -88,15 +109,15 @@ def serve(sock: socket.socket) -> int:
                 news = None
                 if failures != reported:
                     news = reported = dict(failures)
-                wire.send_frame(sock, wire.ACK, marshal.dumps((batch, news)))
+                replies.send(wire.ACK, marshal.dumps((batch, news)))
             elif kind == wire.SETTINGS:
                 key, middleware_config = pickle.loads(payload)
                 settings[key] = ObserverSettings.from_config(middleware_config)
             elif kind == wire.FLUSH:
                 token, timeout = marshal.loads(payload)
                 ok = runtime.flush(timeout)
-                wire.send_frame(sock, wire.FLUSHED, marshal.dumps((token, ok)))
-    except OSError:  # the app process is gone mid-frame: deliver what was captured
+                replies.send(wire.FLUSHED, marshal.dumps((token, ok)))
+    except OSError:  # the socket broke while reading: deliver what was captured
         pass
     finally:
         runtime.shutdown(init["shutdown_timeout_s"])
