@@ -12,8 +12,8 @@ and answers ``flush()``.
 Nothing is dropped. What was sent stays in ``_unacked`` until the capture process
 acknowledges it, so a capture process that dies is restarted and sent it again (events keep
 their ids, so destinations deduplicate what it had already delivered). While the capture
-process is unavailable or behind (``max_pending`` records waiting, or ``OUTBOX_MAX_BYTES``
-unsent), ``put`` returns False and the adapter replays the record in the app process: the app
+process is unavailable or behind (``max_pending`` records waiting: the socket takes no more),
+``put`` returns False and the adapter replays the record in the app process: the app
 then pays the inline cost, which slows it down instead of losing events. Records ``marshal``
 cannot encode are replayed in the app process too.
 """
