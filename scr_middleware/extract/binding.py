@@ -161,6 +161,9 @@ class Binding:
         )
 
 
+_UNRESOLVED: Any = object()
+
+
 class OffloadLink:
     """A binding's way to its runtime's capture process: the ``Offloader`` and the key its
     records carry, resolved again when ``configure()`` replaced the shared runtime."""
@@ -169,7 +172,9 @@ class OffloadLink:
 
     def __init__(self, binding: Binding) -> None:
         self._binding = binding
-        self.runtime: SessionCompletionRuntime | None = None
+        # Not None: the adapters test ``link.runtime is runtime._shared`` (None before the
+        # shared runtime exists), and an unresolved link must not look resolved.
+        self.runtime: object = _UNRESOLVED
         self.offloader: Offloader | None = None
         self.key = 0
 

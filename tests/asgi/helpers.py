@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +38,11 @@ class MemoryRuntime:
             time.sleep(0.02)
         return self.events()
 
+    def delivered(self) -> int:
+        """Events the destination holds now (no flush)."""
+        destination = memory_destination(self.name)
+        return 0 if destination is None else len(destination.payloads)
+
     @property
     def capture_calls(self) -> int:
         """capture() calls so far, counted synchronously on the caller's thread."""
@@ -43,6 +51,45 @@ class MemoryRuntime:
     @property
     def failures(self) -> dict[str, int]:
         return dict(self.runtime.stats.extraction_failures)
+
+
+@dataclass
+class LedgerRuntime(MemoryRuntime):
+    """``MemoryRuntime``'s interface over a runtime whose middleware events go to a capture
+    process (``middleware.offload: process``), read back from its SQLite ledger."""
+
+    ledger: Path = Path()
+
+    def events(self) -> list[dict[str, Any]]:
+        assert self.runtime.flush(20.0)
+        if not self.ledger.exists():
+            return []
+        with contextlib.closing(sqlite3.connect(self.ledger)) as conn:
+            rows = conn.execute("SELECT payload FROM events ORDER BY rowid").fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def delivered(self) -> int:
+        if not self.ledger.exists():
+            return 0
+        with contextlib.closing(sqlite3.connect(self.ledger)) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    @property
+    def capture_calls(self) -> int:
+        """Records handed to the capture process, plus captures in this process."""
+        offloader = self.runtime._offloader
+        recorded = offloader.stats.recorded if offloader is not None else 0
+        return recorded + len(self.runtime.stats.capture_latency_ns)
+
+    @property
+    def failures(self) -> dict[str, int]:
+        self.runtime.flush(20.0)  # the capture process reports its counts with each ACK
+        counts = dict(self.runtime.stats.extraction_failures)
+        offloader = self.runtime._offloader
+        if offloader is not None:
+            for reason, count in offloader.stats.extraction_failures.items():
+                counts[reason] = counts.get(reason, 0) + count
+        return counts
 
 
 @dataclass

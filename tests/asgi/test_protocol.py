@@ -186,8 +186,6 @@ def test_websocket_passes_through_untouched(runtime: MemoryRuntime) -> None:
 
 
 def test_lifespan_shutdown_flushes_before_the_app_sees_it(runtime: MemoryRuntime) -> None:
-    from scr_middleware.destinations.memory import memory_destination
-
     delivered_at_shutdown: list[int] = []
     runtime.runtime.capture({"session_id": "before-shutdown"})  # flush_interval is 60 s
 
@@ -198,10 +196,7 @@ def test_lifespan_shutdown_flushes_before_the_app_sees_it(runtime: MemoryRuntime
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             else:
-                destination = memory_destination(runtime.name)
-                delivered_at_shutdown.append(
-                    0 if destination is None else len(destination.payloads)
-                )
+                delivered_at_shutdown.append(runtime.delivered())
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
