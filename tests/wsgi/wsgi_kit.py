@@ -3,9 +3,12 @@ fixtures, and helpers for calling a WSGI app the way a server does."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import json
+import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -143,12 +146,63 @@ class Captured:
         return dict(self.runtime.stats.extraction_failures)
 
 
-@pytest.fixture
-def captured(tmp_path: Path) -> Iterator[Callable[..., Captured]]:
+class LedgerCaptured(Captured):
+    """``Captured`` through a capture process (``middleware.offload: process``): the adapter
+    hands records to it, and events are read back from its SQLite ledger."""
+
+    def __init__(self, tmp_path: Path, middleware: dict[str, Any] | None = None) -> None:
+        self.name = f"wsgi-{next(_names)}"
+        self.ledger = tmp_path / "ledger.sqlite3"
+        self.runtime = SessionCompletionRuntime(
+            config={
+                "capture": {"batch_size": 1, "flush_interval_ms": 0},
+                "destinations": [{"name": "ledger", "endpoint": f"sqlite:///{self.ledger}"}],
+                "storage": {"data_dir": str(tmp_path)},
+                "middleware": {"offload": "process", **(middleware or {})},
+            }
+        )
+
+    def _read(self) -> list[dict[str, Any]]:
+        if not self.ledger.exists():
+            return []
+        with contextlib.closing(sqlite3.connect(self.ledger)) as conn:
+            rows = conn.execute("SELECT payload FROM events ORDER BY rowid").fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def events(self, count: int) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + 10.0
+        while True:
+            self.runtime.flush(10.0)
+            found = self._read()
+            if len(found) >= count or time.monotonic() > deadline:
+                assert len(found) >= count, found
+                return found
+            time.sleep(0.02)
+
+    def settled(self) -> list[dict[str, Any]]:
+        assert self.runtime.flush(10.0)
+        return self._read()
+
+    @property
+    def failures(self) -> dict[str, int]:
+        self.runtime.flush(10.0)  # the capture process reports its counts with each ACK
+        counts = dict(self.runtime.stats.extraction_failures)
+        offloader = self.runtime._offloader
+        if offloader is not None:
+            for reason, count in offloader.stats.extraction_failures.items():
+                counts[reason] = counts.get(reason, 0) + count
+        return counts
+
+
+@pytest.fixture(params=["inline", "process"])
+def captured(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Captured]]:
+    """``inline``: the adapter extracts in this process (a memory:// destination);
+    ``process``: it records and a capture process extracts (a SQLite ledger)."""
     made: list[Captured] = []
+    kind = Captured if request.param == "inline" else LedgerCaptured
 
     def make(middleware: dict[str, Any] | None = None) -> Captured:
-        made.append(Captured(tmp_path / str(len(made)), middleware))
+        made.append(kind(tmp_path / str(len(made)), middleware))
         return made[-1]
 
     yield make
