@@ -9,10 +9,12 @@ anchor, and against the raw value otherwise; both are printed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import platform
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -20,7 +22,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal, TypeVar
+
+import psutil  # type: ignore[import-untyped]  # no stubs in the dev extras
 
 T = TypeVar("T")
 ScaleName = Literal["full", "quick", "smoke"]
@@ -157,6 +162,45 @@ def process_cpu_seconds() -> float:
     """User + system CPU time of this process (all threads)."""
     times = os.times()
     return times.user + times.system
+
+
+def pid_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of process ``pid`` (all its threads, not its children), in
+    clock ticks (10 ms on Linux); NaN when it is gone."""
+    if pid is None:
+        return math.nan
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return math.nan
+    return float(times.user + times.system)
+
+
+# --- the ledger the runs deliver to ---------------------------------------------------------------
+LEDGER = "ledger.sqlite3"  # the embedded ledger in storage.data_dir (no destinations configured)
+
+
+def _ledger_query(data_dir: str, query: str) -> list[tuple[Any, ...]] | None:
+    path = Path(data_dir) / LEDGER
+    if not path.exists():
+        return None
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        try:
+            return list(conn.execute(query))
+        except sqlite3.OperationalError:  # the table is not created yet
+            return None
+
+
+def ledger_rows(data_dir: str) -> int:
+    """Events in the embedded ledger of ``data_dir`` (0 before it exists)."""
+    rows = _ledger_query(data_dir, "SELECT COUNT(*) FROM events")
+    return int(rows[0][0]) if rows else 0
+
+
+def usage_sources(data_dir: str) -> dict[str, int]:
+    """Events in the ledger per ``usage.source`` ("reported": read from the response)."""
+    query = "SELECT json_extract(payload, '$.usage.source'), COUNT(*) FROM events GROUP BY 1"
+    return {str(source): int(count) for source, count in _ledger_query(data_dir, query) or []}
 
 
 # --- the router under test ----------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Django project in one module for the server benchmarks:
-``BENCH_VARIANT=scr gunicorn benchmarks.apps.django_app:application``."""
+``BENCH_VARIANT=scr gunicorn benchmarks.apps.django_app:application``. With the middleware it
+also answers ``GET /_bench/offload`` with the worker's ``runtime.health()[1]["offload"]``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 
 from django.conf import settings
 from django.core.wsgi import get_wsgi_application
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
@@ -46,5 +47,14 @@ def chat(request: HttpRequest) -> HttpResponse:
     return HttpResponse(CHAT_BODY, content_type="application/json")
 
 
+def offload_stats(request: HttpRequest) -> JsonResponse:
+    from scr_middleware import runtime as runtime_mod
+
+    health = runtime_mod.get_runtime().health()[1]
+    return JsonResponse({"pid": health["pid"], "offload": health.get("offload")})
+
+
 urlpatterns = [path("v1/chat/completions", csrf_exempt(chat))]
+if VARIANT == "scr":
+    urlpatterns.append(path("_bench/offload", offload_stats))
 application = get_wsgi_application()

@@ -2,6 +2,12 @@
 
 Routes: ``POST /v1/chat/completions`` answers a small JSON chat completion;
 ``POST /stream/v1/chat/completions?n=N`` streams an SSE chat completion with N content chunks.
+The variants with the middleware also answer ``GET /_bench/offload`` with this process's
+``runtime.health()[1]["offload"]`` (its capture process's pid, records replayed inline...).
+
+``scr`` is the middleware as shipped (``middleware.offload: auto``: observed requests are
+handed to a capture process); ``scr_inline`` is the same middleware with ``offload: inline``
+(events are extracted and delivered in the app process).
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from scr_middleware import runtime as runtime_mod
 from scr_middleware.asgi import SessionCompletionMiddleware
 
 from ..workload import chat_completion_body, gateway_event, naive_capture, sse_chunks
@@ -56,10 +63,18 @@ async def stream(request: Request) -> StreamingResponse:
     return StreamingResponse(generate(), media_type="text/event-stream")
 
 
+async def offload_stats(request: Request) -> JSONResponse:
+    health = runtime_mod.get_runtime().health()[1]
+    return JSONResponse({"pid": health["pid"], "offload": health.get("offload")})
+
+
 ROUTES = [
     Route("/v1/chat/completions", chat, methods=["POST"]),
     Route("/stream/v1/chat/completions", stream, methods=["POST"]),
 ]
+# Only where the middleware is (the runtime it reads is built on first use).
+SCR_ROUTES = [*ROUTES, Route("/_bench/offload", offload_stats, methods=["GET"])]
+INLINE = {"middleware": {"offload": "inline"}}
 
 
 class NoopBaseHTTPMiddleware(BaseHTTPMiddleware):
@@ -102,7 +117,14 @@ def bare() -> Starlette:
 
 
 def scr() -> Starlette:
-    return Starlette(routes=ROUTES, middleware=[Middleware(SessionCompletionMiddleware)])
+    return Starlette(routes=SCR_ROUTES, middleware=[Middleware(SessionCompletionMiddleware)])
+
+
+def scr_inline() -> Starlette:
+    # A config given to the middleware supplies its ``middleware:`` settings even when the
+    # shared runtime already exists (Binding); it configures that runtime only if it does not.
+    middleware = Middleware(SessionCompletionMiddleware, config=INLINE)
+    return Starlette(routes=SCR_ROUTES, middleware=[middleware])
 
 
 def basehttp() -> Starlette:
@@ -116,6 +138,7 @@ def naive() -> Starlette:
 VARIANTS: dict[str, Callable[[], Starlette]] = {
     "bare": bare,
     "scr": scr,
+    "scr_inline": scr_inline,
     "basehttp": basehttp,
     "naive": naive,
 }

@@ -19,6 +19,23 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = ("capture", "router", "memory", "asgi", "servers")
+# Rows a benchmark must report: the middleware as shipped (capture process) and inline, and
+# the capture process's CPU beside the app's (the work is moved, not removed).
+REQUIRED_ROWS = {
+    "asgi": (
+        "added per JSON request",
+        "added per JSON request, offload: inline",
+        "capture process CPU per JSON event",
+        "added per SSE chunk, offload: inline",
+    ),
+    "servers": (
+        "uvicorn + Starlette, SCR middleware, offload: inline",
+        "uvicorn + Starlette, app process CPU per request, SCR middleware",
+        "uvicorn + Starlette, capture process CPU per event",
+        "gunicorn -w 2 + Flask, capture process CPU per event",
+        "gunicorn -w 2 + Django, capture process CPU per event",
+    ),
+}
 
 
 def _run(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
@@ -66,6 +83,9 @@ def test_benchmark_produces_figures(name: str, tmp_path: Path) -> None:
     # The console table names every figure of the run.
     for figure in result["figures"]:
         assert figure["metric"] in done.stdout
+    metrics = [figure["metric"] for figure in result["figures"]]
+    for required in REQUIRED_ROWS.get(name, ()):
+        assert any(metric.startswith(required) for metric in metrics), (required, metrics)
 
 
 def test_unknown_benchmark_is_a_usage_error() -> None:
