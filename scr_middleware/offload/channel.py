@@ -163,7 +163,8 @@ class Offloader:
         """Queue a record for the capture process; False: replay it in the app process."""
         pending = self._pending
         size = len(pending)
-        if size >= self._max_pending or not self._available:
+        if size >= self._max_pending or not self._available or self._closing:
+            # (closing: shut down, so the runtime counts it as captured after shutdown)
             self.stats.inline += 1
             return False
         pending.append(record)

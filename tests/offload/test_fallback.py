@@ -175,12 +175,6 @@ def test_after_five_starts_within_a_minute_capture_stays_in_the_app_process(
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Offloader.put accepts records after close(): they wait in _pending forever,"
-    " neither captured, nor counted (stats.after_shutdown), nor logged, unlike inline capture"
-    " after shutdown()",
-)
 def test_a_request_after_shutdown_is_accounted_as_inline_capture_would_be(ledger: Path) -> None:
     runtime = runtime_mod.configure()
     app = SessionCompletionMiddleware(build_app())
