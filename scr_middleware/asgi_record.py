@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .extract import failsafe
 from .extract.observer import Observer, endpoint_options, response_headers
 from .extract.request import RequestInfo
+from .extract.request_body import keep_piece
 from .offload.record import END_CANCELLED, END_COMPLETE, END_EXCEPTION, END_NO_RESPONSE
 
 if TYPE_CHECKING:
@@ -99,21 +100,9 @@ class Recorder:
         message = await self.inner_receive()
         kind = message.get("type")
         if kind == "http.request":
-            chunk = message.get("body", b"")
-            size = self.body_len
-            if chunk and size >= 0:
-                size += len(chunk)
-                if size > self.mw._max_request:
-                    self.body_len = -1
-                    self.body_parts = None
-                else:
-                    self.body_len = size
-                    piece = chunk if type(chunk) is bytes else bytes(chunk)  # may change
-                    parts = self.body_parts
-                    if parts is None:
-                        self.body_parts = [piece]
-                    else:
-                        parts.append(piece)
+            self.body_parts, self.body_len = keep_piece(
+                self.body_parts, self.body_len, message.get("body", b""), self.mw._max_request
+            )
         elif kind == "http.disconnect":
             self.disconnected = True
         return message

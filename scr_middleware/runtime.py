@@ -388,6 +388,17 @@ class SessionCompletionRuntime:
             body["offload"] = offload
         return running, body
 
+    def extraction_failures(self) -> dict[str, int]:
+        """``scr_extraction_failures_total`` by reason for this process's middleware: counted
+        here, plus what its capture process reported with its last acknowledgement (call
+        ``flush()`` first for every record sent so far)."""
+        counts = dict(self.stats.extraction_failures)
+        offloader = self._offloader
+        if offloader is not None:
+            for reason, count in offloader.stats.extraction_failures.items():
+                counts[reason] = counts.get(reason, 0) + count
+        return counts
+
     def _after_fork_in_child(self) -> None:
         self.stats = RuntimeStats()
         self._router.stats = self.stats

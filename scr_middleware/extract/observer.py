@@ -27,7 +27,7 @@ from .build import build_event, chat_completion_event, chat_stream_event, run_ex
 from .extractors import Extraction, Extractor, ResponseData, builtin_json, builtin_stream
 from .failsafe import FailureStats
 from .request import RequestInfo
-from .request_body import with_stream_usage
+from .request_body import keep_piece, with_stream_usage
 from .response_body import ResponseBody, unusual_json
 from .routes import RouteMatch
 from .settings import ObserverSettings
@@ -216,21 +216,11 @@ class Observer:
         """Copies ``chunk`` (by reference when it is ``bytes``) up to the request body cap;
         past the cap the body is dropped (identity and ``message_count`` go without it)."""
         try:
-            size = self._body_len
-            if not chunk or size < 0 or self._body_parsed is not _UNPARSED or self._match is None:
+            if self._body_parsed is not _UNPARSED or self._match is None:
                 return
-            size += len(chunk)
-            if size > self._settings.max_request_body_bytes:
-                self._body_len = -1
-                self._body_parts = None
-                return
-            self._body_len = size
-            piece = chunk if type(chunk) is bytes else bytes(chunk)  # a bytearray may change
-            parts = self._body_parts
-            if parts is None:
-                self._body_parts = [piece]
-            else:
-                parts.append(piece)
+            self._body_parts, self._body_len = keep_piece(
+                self._body_parts, self._body_len, chunk, self._settings.max_request_body_bytes
+            )
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
 

@@ -1,5 +1,5 @@
-"""``ensure_stream_usage``: the request body rewritten to ask for the usage chunk. (The
-observer keeps and parses the request body itself.)"""
+"""The request body: its pieces kept up to a cap (``keep_piece``), and for
+``ensure_stream_usage`` rewritten to ask for the usage chunk."""
 
 from __future__ import annotations
 
@@ -7,6 +7,24 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+
+
+def keep_piece(
+    parts: list[bytes] | None, size: int, chunk: bytes, cap: int
+) -> tuple[list[bytes] | None, int]:
+    """Keep one piece of a request body (by reference when it is ``bytes``) while the body
+    stays within ``cap`` bytes: returns the pieces and the size so far; past the cap, None and
+    -1 (the body is dropped, and stays dropped)."""
+    if not chunk or size < 0:
+        return parts, size
+    size += len(chunk)
+    if size > cap:
+        return None, -1
+    piece = chunk if type(chunk) is bytes else bytes(chunk)  # a bytearray may change
+    if parts is None:
+        return [piece], size
+    parts.append(piece)
+    return parts, size
 
 
 def with_stream_usage(body: Mapping[str, Any] | None) -> bytes | None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from scr_middleware.extract import failsafe
 from scr_middleware.extract.observer import Holder, Observer, endpoint_options, response_headers
 from scr_middleware.extract.request import RequestInfo
+from scr_middleware.extract.request_body import keep_piece
 from scr_middleware.extract.routes import RouteMatch
 
 from .record import END_CANCELLED, END_COMPLETE, END_EXCEPTION
@@ -86,21 +87,9 @@ class RecordingObserver:
         return self._match is not None and self._binding.settings.max_request_body_bytes > 0
 
     def on_request_body(self, chunk: bytes) -> None:
-        size = self._body_len
-        if not chunk or size < 0:
-            return
-        size += len(chunk)
-        if size > self._binding.settings.max_request_body_bytes:
-            self._body_len = -1
-            self._body_parts = None
-            return
-        self._body_len = size
-        piece = chunk if type(chunk) is bytes else bytes(chunk)  # a bytearray may change
-        parts = self._body_parts
-        if parts is None:
-            self._body_parts = [piece]
-        else:
-            parts.append(piece)
+        self._body_parts, self._body_len = keep_piece(
+            self._body_parts, self._body_len, chunk, self._binding.settings.max_request_body_bytes
+        )
 
     def may_rewrite_request(self) -> bool:
         return False  # ensure_stream_usage requests are observed in-process (Binding)

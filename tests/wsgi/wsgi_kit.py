@@ -186,12 +186,7 @@ class LedgerCaptured(Captured):
     @property
     def failures(self) -> dict[str, int]:
         self.runtime.flush(10.0)  # the capture process reports its counts with each ACK
-        counts = dict(self.runtime.stats.extraction_failures)
-        offloader = self.runtime._offloader
-        if offloader is not None:
-            for reason, count in offloader.stats.extraction_failures.items():
-                counts[reason] = counts.get(reason, 0) + count
-        return counts
+        return self.runtime.extraction_failures()
 
 
 @pytest.fixture(params=["inline", "process"])

@@ -105,8 +105,4 @@ def failures(request: HttpRequest) -> JsonResponse:
     record sent so far was replayed) by its capture process."""
     runtime = get_runtime()
     runtime.flush(10.0)
-    counts = dict(runtime.stats.extraction_failures)
-    offload = runtime.health()[1].get("offload")
-    for reason, count in (offload or {}).get("extraction_failures", {}).items():
-        counts[reason] = counts.get(reason, 0) + count
-    return JsonResponse(counts)
+    return JsonResponse(runtime.extraction_failures())
