@@ -68,6 +68,19 @@ def endpoint_options(endpoint: object) -> tuple[bool, RouteOptions | None]:
     return found
 
 
+def apply_endpoint(request: RequestInfo, endpoint: object, route: str | None) -> bool:
+    """Late route information on ``request``: the route template, and the ``@scr_route``
+    options of the endpoint the framework resolved; True when it is ``@scr_exempt``."""
+    if route is not None:
+        request.route = route
+    if endpoint is None:
+        return False
+    exempt, options = endpoint_options(endpoint)
+    if options is not None and request.overrides is None:
+        request.overrides = options
+    return exempt
+
+
 def parse_request_body(parts: list[bytes] | None) -> dict[str, Any] | None:
     """The request's JSON object from the pieces ``on_request_body`` kept; None when there are
     none, or it is not JSON or not an object."""
@@ -384,13 +397,7 @@ class Observer:
         """Late route information: the endpoint the framework resolved (for ``@scr_exempt`` /
         ``@scr_route``) and the route template."""
         try:
-            if route is not None:
-                self.request.route = route
-            if endpoint is not None:
-                exempt, options = endpoint_options(endpoint)
-                self._exempt = self._exempt or exempt
-                if options is not None and self.request.overrides is None:
-                    self.request.overrides = options
+            self._exempt = apply_endpoint(self.request, endpoint, route) or self._exempt
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._stats)
 

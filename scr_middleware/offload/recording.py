@@ -18,7 +18,7 @@ from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
 
 from scr_middleware.extract import failsafe
-from scr_middleware.extract.observer import Holder, Observer, endpoint_options, response_headers
+from scr_middleware.extract.observer import Holder, Observer, apply_endpoint, response_headers
 from scr_middleware.extract.request import RequestInfo
 from scr_middleware.extract.request_body import keep_piece
 from scr_middleware.extract.routes import RouteMatch
@@ -164,13 +164,7 @@ class RecordingObserver:
     # --- end ----------------------------------------------------------------------------------
     def set_endpoint(self, endpoint: object, route: str | None = None) -> None:
         try:
-            if route is not None:
-                self.request.route = route
-            if endpoint is not None:
-                exempt, options = endpoint_options(endpoint)
-                self._exempt = self._exempt or exempt
-                if options is not None and self.request.overrides is None:
-                    self.request.overrides = options
+            self._exempt = apply_endpoint(self.request, endpoint, route) or self._exempt
         except Exception as exc:
             self.internal_error(exc)
 
