@@ -4,6 +4,10 @@ Pure ASGI, not ``BaseHTTPMiddleware``: responses are never buffered, each messag
 moment the app sends it. Per-request state lives in a new ``_Responder``, never on the
 middleware. Requests to other paths reach the app with the original ``receive``/``send``.
 
+With a capture process (``middleware.offload``, the default where the runtime allows it,
+docs/offload.md) an observed request is followed by an ``asgi_record.Recorder``, which only
+keeps references and hands one record to the capture process. Otherwise, inline:
+
 The wrappers run for every message of every observed request, so they stay flat: no extra
 coroutine per message, body messages tested first, chunks held without a call. The common
 request (a plain JSON response that turns out to be a ``chat.completion``) is followed by the
