@@ -15,6 +15,7 @@ runtime down, delivering what it holds.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import marshal
 import os
@@ -28,6 +29,8 @@ from typing import Any
 from . import wire
 
 logger = logging.getLogger("scr_middleware.offload")
+
+GC_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
 
 
 def wait_for_room(runtime: Any) -> None:
@@ -82,6 +85,11 @@ def serve(sock: socket.socket) -> int:
     runtime = runtime_mod.SessionCompletionRuntime(config=init["config"])
     runtime_mod._set_shared(runtime)  # get_runtime() in user code: this process's runtime
     runtime.start()
+    # This interpreter is ours: what start-up built lives as long as the process, and the
+    # events passing through are acyclic, freed by reference counting. Fewer collections
+    # (measured: 3% fewer instructions per event).
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 20, 20)
     wire.send_frame(sock, wire.READY, marshal.dumps(os.getpid()))
     settings: dict[int, Any] = {}
     stats = StatsOf(runtime)
