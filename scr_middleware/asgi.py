@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from . import runtime as _runtime
-from .asgi_record import Recorder
+from .asgi_record import NoResponseSent, Recorder, is_disconnect, user_id_of
 from .extract import failsafe
 from .extract.binding import Binding
 from .extract.build import chat_event
@@ -57,35 +57,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SHUTDOWN_FLUSH_TIMEOUT_S: Final = 5.0
 _NO_BODY_STATUSES: Final = frozenset({204, 205, 304})
-
-
-class NoResponseSent(Exception):
-    """Outcome marker: the app returned without starting a response (the server sends 500)."""
-
-
-def _user_id(scope: Scope) -> str | None:
-    """Starlette's AuthenticationMiddleware puts a user in ``scope["user"]``."""
-    user = scope.get("user")
-    if user is None or getattr(user, "is_authenticated", True) is False:
-        return None
-    if isinstance(user, str | int):
-        return str(user)
-    for attribute in ("identity", "username"):
-        try:
-            value = getattr(user, attribute, None)
-        except NotImplementedError:  # starlette.authentication.BaseUser.identity
-            continue
-        if isinstance(value, str | int) and value != "":
-            return str(value)
-    return None
-
-
-def _is_disconnect(exc: BaseException) -> bool:
-    # ClientDisconnect (Starlette) is matched by name so this module never imports Starlette.
-    return isinstance(exc, OSError | asyncio.CancelledError) or type(exc).__name__ in (
-        "ClientDisconnect",
-        "ClientDisconnected",
-    )
 
 
 class SessionCompletionMiddleware:
@@ -164,7 +135,7 @@ class SessionCompletionMiddleware:
                     method,
                     path,
                     scope.get("headers"),
-                    _user_id(scope) if "user" in scope else None,
+                    user_id_of(scope) if "user" in scope else None,
                 ),
             )
             if not self._fast:
@@ -315,7 +286,7 @@ class _Responder:
         observer = self._taken_over()
         if observer is None:
             return
-        if self.disconnected or _is_disconnect(exc):
+        if self.disconnected or is_disconnect(exc):
             observer.finish(cancelled=True)
         else:
             observer.finish(exception=exc)
@@ -418,7 +389,7 @@ class _Responder:
             try:
                 await self.send(message)
             except BaseException as exc:
-                if _is_disconnect(exc):  # ASGI 2.4 servers raise OSError once the client is gone
+                if is_disconnect(exc):  # ASGI 2.4 servers raise OSError once the client is gone
                     self.disconnected = True
                 raise
             if not more:
@@ -431,14 +402,14 @@ class _Responder:
             try:
                 await self.send(message)
             except BaseException as exc:
-                if _is_disconnect(exc):
+                if is_disconnect(exc):
                     self.disconnected = True
                 raise
             return
         try:
             await self.send(message)
         except BaseException as exc:
-            if _is_disconnect(exc):
+            if is_disconnect(exc):
                 self.disconnected = True
             raise
         if kind == "http.response.trailers":
@@ -478,7 +449,7 @@ class _Responder:
         scope = self.scope
         request = self.request
         if "user" in scope and request.user_id is None:
-            request.user_id = _user_id(scope)
+            request.user_id = user_id_of(scope)
         route = getattr(scope.get("route"), "path", None)
         if type(route) is str or isinstance(route, str):
             request.route = route
@@ -598,7 +569,7 @@ class _Responder:
             scope = self.scope
             request = self.request
             if "user" in scope and request.user_id is None:
-                request.user_id = _user_id(scope)
+                request.user_id = user_id_of(scope)
             route = getattr(scope.get("route"), "path", None)
             endpoint = scope.get("endpoint")
             observer = self.observer

@@ -14,6 +14,7 @@ have abandoned it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,35 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+
+class NoResponseSent(Exception):
+    """Outcome marker: the app returned without starting a response (the server sends 500)."""
+
+
+def user_id_of(scope: Scope) -> str | None:
+    """Starlette's AuthenticationMiddleware puts a user in ``scope["user"]``."""
+    user = scope.get("user")
+    if user is None or getattr(user, "is_authenticated", True) is False:
+        return None
+    if isinstance(user, str | int):
+        return str(user)
+    for attribute in ("identity", "username"):
+        try:
+            value = getattr(user, attribute, None)
+        except NotImplementedError:  # starlette.authentication.BaseUser.identity
+            continue
+        if isinstance(value, str | int) and value != "":
+            return str(value)
+    return None
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    # ClientDisconnect (Starlette) is matched by name so this module never imports Starlette.
+    return isinstance(exc, OSError | asyncio.CancelledError) or type(exc).__name__ in (
+        "ClientDisconnect",
+        "ClientDisconnected",
+    )
 
 
 class Recorder:
@@ -171,9 +201,7 @@ class Recorder:
             self.finish(END_COMPLETE)
 
     def _send_failed(self, exc: BaseException) -> None:
-        from .asgi import _is_disconnect
-
-        if _is_disconnect(exc):  # ASGI 2.4 servers raise OSError once the client is gone
+        if is_disconnect(exc):  # ASGI 2.4 servers raise OSError once the client is gone
             self.disconnected = True
 
     # --- past max_body_bytes ------------------------------------------------------------------
@@ -208,9 +236,7 @@ class Recorder:
         """The app raised (or was cancelled), maybe after the response (a background task)."""
         if self.complete:
             return
-        from .asgi import _is_disconnect
-
-        if self.disconnected or _is_disconnect(exc):
+        if self.disconnected or is_disconnect(exc):
             self.finish(END_CANCELLED)
         else:
             self.finish(END_EXCEPTION, type(exc).__name__)
@@ -258,9 +284,7 @@ class Recorder:
             route = None
         user_id = None
         if "user" in scope:
-            from .asgi import _user_id
-
-            user_id = _user_id(scope)
+            user_id = user_id_of(scope)
         observer = self.observer
         if observer is not None:
             self._finish_observer(
@@ -296,7 +320,6 @@ class Recorder:
         elif end == END_CANCELLED:
             observer.finish(cancelled=True)
         else:
-            from .asgi import NoResponseSent
             from .offload.record import recorded_error
 
             error = recorded_error(error_name) if error_name else NoResponseSent()

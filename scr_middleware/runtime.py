@@ -323,8 +323,12 @@ class SessionCompletionRuntime:
 
     def flush(self, timeout: float | None = None) -> bool:
         offloader = self._offloader
-        offloaded = offloader.flush(timeout) if offloader is not None else True
-        return self._router.flush(timeout) and offloaded
+        if offloader is None:
+            return self._router.flush(timeout)
+        started = time.monotonic()
+        offloaded = offloader.flush(timeout)
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        return self._router.flush(left) and offloaded
 
     async def aflush(self, timeout: float | None = None) -> bool:
         offloader = self._offloader

@@ -17,7 +17,6 @@ from scr_middleware.extract.settings import ObserverSettings
 from scr_middleware.offload.record import Record, replay_failsafe
 
 if TYPE_CHECKING:
-    from scr_middleware.config_model import MiddlewareConfig
     from scr_middleware.offload import Offloader
     from scr_middleware.runtime import SessionCompletionRuntime
 
@@ -188,10 +187,6 @@ class OffloadLink:
             find = getattr(runtime, "offloader", None)
             offloader = find(binding.settings.offload) if find is not None else None
             if offloader is not None:
-                self.key = offloader.register(_middleware(binding), binding.replay_inline)
+                self.key = offloader.register(binding._middleware, binding.replay_inline)
             self.offloader = offloader
         return self.offloader
-
-
-def _middleware(binding: Binding) -> MiddlewareConfig:
-    return binding._middleware

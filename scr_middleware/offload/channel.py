@@ -105,6 +105,16 @@ class OffloadStats:
         }
 
 
+@dataclass(slots=True)
+class _FlushWaiter:
+    """One ``flush()`` call: its timeout, whether its request went out, and the answer."""
+
+    timeout: float
+    sent: bool = False
+    ok: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+
+
 class Offloader:
     """Ships recorded exchanges to one capture process, started on the first record."""
 
@@ -136,7 +146,7 @@ class Offloader:
         self._outbox = bytearray()  # frame bytes the socket did not take yet
         self._inbox = bytearray()  # partial frames from the capture process
         self._remote_seen: dict[str, int] = {}  # failure counts of the current process
-        self._flush_waiters: dict[int, list[Any]] = {}  # token -> [Event, ok, sent]
+        self._flush_waiters: dict[int, _FlushWaiter] = {}  # by token
         self._tokens = itertools.count(1)
         self._lock = threading.Lock()  # the socket, the outbox and the unacked window
         self._wake = threading.Event()
@@ -144,7 +154,6 @@ class Offloader:
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._spawn_times: deque[float] = deque(maxlen=MAX_SPAWNS_PER_MINUTE)
-        self._pid = os.getpid()
 
     # --- the request path -------------------------------------------------------------------
     def register(self, middleware: MiddlewareConfig, fallback: Fallback) -> int:
@@ -170,7 +179,7 @@ class Offloader:
         pending.append(record)
         self.stats.recorded += 1
         if size >= self._ship_at:
-            self._ship(blocking=False)
+            self._ship()
         elif self._ticker is None:
             self._start()
         return True
@@ -179,9 +188,9 @@ class Offloader:
     def pending(self) -> int:
         return len(self._pending)
 
-    # --- shipping (request path: never blocks; ticker: may) ----------------------------------
-    def _ship(self, *, blocking: bool) -> None:
-        if not self._lock.acquire(blocking):
+    # --- shipping (request path: never blocks; the ticker's _push may) -----------------------
+    def _ship(self) -> None:
+        if not self._lock.acquire(blocking=False):
             return  # someone else is shipping: they take these records too, or the ticker does
         shipped = False
         try:
@@ -269,8 +278,8 @@ class Offloader:
                 token, ok = marshal.loads(payload)
                 waiter = self._flush_waiters.get(token)
                 if waiter is not None:
-                    waiter[1] = ok
-                    waiter[0].set()
+                    waiter.ok = ok
+                    waiter.done.set()
 
     def _remote_failures(self, counts: dict[str, int]) -> None:
         """The capture process's failure counts since it started: add what is new."""
@@ -296,15 +305,14 @@ class Offloader:
             return not self._pending
         wait = 3600.0 if timeout is None else timeout
         token = next(self._tokens)
-        waiter: list[Any] = [threading.Event(), False, False]
+        waiter = _FlushWaiter(wait)
         self._flush_waiters[token] = waiter
-        waiter.append(wait)
         self._wake.set()
         try:
-            waiter[0].wait(wait + 1.0)
+            waiter.done.wait(wait + 1.0)
         finally:
             self._flush_waiters.pop(token, None)
-        return bool(waiter[1])
+        return waiter.ok
 
     def close(self, timeout: float = WORKER_SHUTDOWN_TIMEOUT_S) -> None:
         """Ship what is pending, then end the capture process's input: it captures the rest,
@@ -364,7 +372,6 @@ class Offloader:
                         self._fail_flushes()
                         return
                     continue
-                self._ship(blocking=True)
                 self._send_flush_requests()
                 self._push()
             except OSError:
@@ -390,9 +397,9 @@ class Offloader:
             if self._pending:  # what was put before flush() goes before its request
                 self._frame_pending()
             for token, waiter in list(self._flush_waiters.items()):
-                if not waiter[2]:
-                    waiter[2] = True
-                    self._queue_frame(wire.FLUSH, marshal.dumps((token, waiter[3])))
+                if not waiter.sent:
+                    waiter.sent = True
+                    self._queue_frame(wire.FLUSH, marshal.dumps((token, waiter.timeout)))
 
     def _push(self) -> None:
         """Ticker: write the outbox, waiting for the socket (GIL released) up to a tick."""
@@ -416,7 +423,7 @@ class Offloader:
 
     def _fail_flushes(self) -> None:
         for waiter in list(self._flush_waiters.values()):
-            waiter[0].set()
+            waiter.done.set()
 
     # --- the capture process ----------------------------------------------------------------
     def _restart(self) -> bool:
@@ -497,7 +504,7 @@ class Offloader:
                 self._outbox += frame_bytes
                 self.stats.resent += count
             for waiter in self._flush_waiters.values():
-                waiter[2] = False  # asked of the previous process: ask this one
+                waiter.sent = False  # asked of the previous process: ask this one
             self._sock = ours
             self.stats.state = "running"
         return True

@@ -13,12 +13,12 @@ the observer abandons it, and its record says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
 
 from scr_middleware.extract import failsafe
-from scr_middleware.extract.observer import Holder, Observer, apply_endpoint, response_headers
+from scr_middleware.extract.observer import Observer, apply_endpoint, response_headers
 from scr_middleware.extract.request import RequestInfo
 from scr_middleware.extract.request_body import keep_piece
 from scr_middleware.extract.routes import RouteMatch
@@ -91,16 +91,8 @@ class RecordingObserver:
             self._body_parts, self._body_len, chunk, self._binding.settings.max_request_body_bytes
         )
 
-    def may_rewrite_request(self) -> bool:
-        return False  # ensure_stream_usage requests are observed in-process (Binding)
-
     def request_body_rewrite(self) -> bytes | None:
-        return None
-
-    def request_body(self) -> Mapping[str, Any] | None:
-        from scr_middleware.extract.observer import parse_request_body
-
-        return parse_request_body(self._body_parts)
+        return None  # ensure_stream_usage requests are observed in-process (Binding)
 
     # --- response ---------------------------------------------------------------------------
     @property
@@ -115,9 +107,6 @@ class RecordingObserver:
 
     def chunk_feed(self) -> Callable[[bytes, bool], bytes] | None:
         return self.on_chunk
-
-    def chunk_holder(self) -> Holder | None:
-        return None
 
     def on_chunk(self, chunk: bytes, last: bool = False) -> bytes:
         chunks = self._chunks
