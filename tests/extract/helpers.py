@@ -66,5 +66,17 @@ def rechunk(data: bytes, cuts: Iterable[int]) -> list[bytes]:
     return pieces
 
 
+CHUNKINGS = ("whole", "bytewise", "lines")
+
+
+def chunked(body: bytes, chunking: str) -> list[bytes]:
+    """``body`` as a server might send it: in one piece, byte by byte, or line by line."""
+    if chunking == "whole":
+        return [body]
+    if chunking == "bytewise":
+        return [body[i : i + 1] for i in range(len(body))]
+    return rechunk(body, [i + 1 for i, b in enumerate(body) if b == 0x0A])
+
+
 def present(mapping: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in mapping.items() if v is not None}

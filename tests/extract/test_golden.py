@@ -12,7 +12,7 @@ import pytest
 from scr_middleware.events import normalize_event
 from scr_middleware.router.stats import RuntimeStats
 
-from .helpers import FIXTURES, present, rechunk, run, settings
+from .helpers import FIXTURES, chunked, present, run, settings
 
 CASES = sorted(FIXTURES.glob("*.expected.json"))
 
@@ -49,12 +49,7 @@ def test_every_fixture_has_an_expectation() -> None:
 def test_golden(case: Path, chunking: str) -> None:
     spec = json.loads(case.read_text())
     body = _body(case).read_bytes()
-    if chunking == "whole":
-        chunks = [body]
-    elif chunking == "bytewise":
-        chunks = [body[i : i + 1] for i in range(len(body))]
-    else:
-        chunks = rechunk(body, [i + 1 for i, b in enumerate(body) if b == 0x0A])
+    chunks = chunked(body, chunking)
     stats = RuntimeStats()
     config = settings(
         user_id_sources=tuple(spec.get("user_id_sources", ("framework_user", "body:user")))

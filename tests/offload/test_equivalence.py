@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 import pytest
 from asgi.helpers import MemoryRuntime, Recorder, body_request, http_scope, run, scripted_app
-from extract.helpers import FIXTURES, present, rechunk
+from extract.helpers import FIXTURES, chunked, present, rechunk
 from extract.helpers import run as observe
 from extract.helpers import settings as observer_settings
 from hypothesis import HealthCheck, given, settings
@@ -147,12 +147,7 @@ def comparable(event: dict[str, Any]) -> dict[str, Any]:
 def golden_exchange(case: Path, chunking: str) -> tuple[dict[str, Any], Exchange]:
     spec = json.loads(case.read_text())
     body = _response_fixture(case).read_bytes()
-    if chunking == "whole":
-        chunks = [body]
-    elif chunking == "bytewise":
-        chunks = [body[i : i + 1] for i in range(len(body))]
-    else:
-        chunks = rechunk(body, [i + 1 for i, b in enumerate(body) if b == 0x0A])
+    chunks = chunked(body, chunking)
     headers = [
         (name.lower().encode(), value.encode())
         for name, value in (spec.get("request_headers") or {}).items()
