@@ -646,16 +646,17 @@ def _to_datetime(value: Any) -> datetime:
 # Two recent whole epoch seconds and their "YYYY-MM-DDTHH:MM:SS": an event's timestamp (now)
 # and its start_time (a moment ago) often fall in different seconds, and one slot thrashed.
 _second_cache: dict[int, str] = {}
+# ".000Z" to ".999Z": indexing beats formatting the milliseconds for every time field.
+_MILLIS: Final = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
 def _epoch_rfc3339(seconds: float) -> str:
-    """RFC 3339 for an epoch time, ~5x faster than via datetime: events arrive in bursts
-    within the same second or two, so formatted seconds are cached (router thread only).
-    Rounds exactly as ``datetime.fromtimestamp`` does (to the microsecond, then truncates
-    to the millisecond), so both paths agree to the digit."""
-    frac, whole_f = math.modf(seconds)
-    micro = round(frac * 1e6)
-    whole = int(whole_f)
+    """RFC 3339 for an epoch time (>= 0, as normalisation guarantees), ~10x faster than via
+    datetime: events arrive in bursts within the same second or two, so formatted seconds
+    are cached (router thread only). Rounds exactly as ``datetime.fromtimestamp`` does (to
+    the microsecond, then truncates to the millisecond), so both paths agree to the digit."""
+    whole = int(seconds)
+    micro = round((seconds - whole) * 1e6)  # exact: the subtraction loses no bits
     if micro >= 1_000_000:
         whole += 1
         micro -= 1_000_000
@@ -667,7 +668,7 @@ def _epoch_rfc3339(seconds: float) -> str:
         m = datetime.fromtimestamp(whole, UTC)
         text = f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
         cache[whole] = text
-    return f"{text}.{micro // 1000:03d}Z"
+    return text + _MILLIS[micro // 1000]
 
 
 def _epoch_seconds(value: Any) -> float | None:
