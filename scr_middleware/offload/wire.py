@@ -7,6 +7,7 @@ app process instead); set-up travels as ``pickle`` (the ``Config``), once.
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 from typing import Final
@@ -47,6 +48,16 @@ class FrameReader:
                 return False
             self._buffer += chunk
         return True
+
+    def ready(self) -> bool:
+        """A whole frame is buffered, or the socket has bytes (or its end) to read now."""
+        buffer = self._buffer
+        if (
+            len(buffer) >= HEADER.size
+            and len(buffer) >= HEADER.size + HEADER.unpack_from(buffer)[1]
+        ):
+            return True
+        return bool(select.select([self._sock], [], [], 0)[0])
 
     def read(self) -> tuple[int, bytes] | None:
         if not self._fill(HEADER.size):

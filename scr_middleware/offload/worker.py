@@ -31,6 +31,11 @@ from . import wire
 logger = logging.getLogger("scr_middleware.offload")
 
 GC_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
+# Once it has read everything, wait this long before reading again, so records arrive in
+# bursts of hundreds rather than frames of 64: fewer wake-ups of every thread, bigger ledger
+# batches. Measured at 18k records/s: about 15% less CPU per event. The socket buffer holds
+# several thousand records, and delivery waits for flush_interval_ms (1 s) anyway.
+COALESCE_S = 0.025
 
 
 def wait_for_room(runtime: Any) -> None:
@@ -99,6 +104,8 @@ def serve(sock: socket.socket) -> int:
     replies = _Replies(sock)
     try:
         while True:
+            if not reader.ready():
+                time.sleep(COALESCE_S)
             frame = reader.read()
             if frame is None:
                 break
