@@ -97,9 +97,16 @@ class _FlaskMiddleware(SessionCompletionMiddleware):
             environ[ENVIRON_ENDPOINT] = self.flask_app.view_functions.get(rule.endpoint)
             environ[ENVIRON_ROUTE] = rule.rule
         if in_context:
-            user = user_id()
+            # g.user, else Flask-Login's current_user once it was loaded (g's own dict, which
+            # g.get() reads: no call per name).
+            values = g._get_current_object().__dict__
+            user = values.get("user")
+            if user is None:
+                user = values.get("_login_user")
             if user is not None:
-                environ[ENVIRON_USER_ID] = user
+                found = _user_id(user)
+                if found is not None:
+                    environ[ENVIRON_USER_ID] = found
 
     def _match(self, environ: WSGIEnvironment) -> Any:
         """The URL rule Flask matched for ``environ`` (None for a 404/405 or a redirect)."""
@@ -143,13 +150,9 @@ def _got_request_exception(sender: Flask, exception: BaseException, **_: Any) ->
         failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, stats)
 
 
-def user_id() -> str | None:
-    """The authenticated user: ``g.user`` (its ``.id``, or the value itself when it is a string
-    or an int), else Flask-Login's user (``get_id()``); None for anonymous users."""
-    ctx_globals: Any = g._get_current_object()  # one proxy lookup for both names
-    user = ctx_globals.get("user")
-    if user is None:
-        user = ctx_globals.get("_login_user")  # Flask-Login's current_user, once it was loaded
+def _user_id(user: Any) -> str | None:
+    """The id of ``g.user`` (its ``.id``, or the value itself when it is a string or an int)
+    or of Flask-Login's user (``get_id()``); None for anonymous users."""
     if user is None or getattr(user, "is_authenticated", True) is False:
         return None
     if isinstance(user, str | int) and not isinstance(user, bool):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator, Awaitable, Callable
+from time import perf_counter, time
 from typing import TYPE_CHECKING, Any, Final
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -25,13 +26,18 @@ from scr_middleware.extract.binding import Binding
 from scr_middleware.extract.observer import Observer
 from scr_middleware.extract.request import RequestInfo
 from scr_middleware.extract.routes import RouteMatch
+from scr_middleware.extract.settings import OBSERVED_METHODS
+from scr_middleware.offload.recording import Recording
+from scr_middleware.routes_options import RouteOptions
 from scr_middleware.wsgi.body import BodyState, ObservedBody
-from scr_middleware.wsgi.views import is_exempt
+from scr_middleware.wsgi.views import is_exempt, view_options
 
 from .conf import conf
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponseBase
+
+    from scr_middleware.offload import Offloader
 
 __all__ = ["SessionCompletionMiddleware"]
 
@@ -53,16 +59,19 @@ class SessionCompletionMiddleware:
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
-        self.binding = Binding(conf.config_source())  # ConfigError at start-up
-        self.settings = self.binding.settings
-        self.max_request_body = self.settings.max_request_body_bytes
-        if not self.settings.enabled:
+        self.binding = binding = Binding(conf.config_source())  # ConfigError at start-up
+        self.settings = settings = binding.settings
+        self.max_request_body = settings.max_request_body_bytes
+        if not settings.enabled:
             raise MiddlewareNotUsed("scr_middleware: middleware.enabled is false")
+        self._route = settings.routes.match  # ObserverSettings.observes, less one call
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        match = self.settings.observes(request.method or "", request.path)
+        if request.method not in OBSERVED_METHODS:
+            return self.get_response(request)
+        match = self._route(request.path)
         if match is None:
             return self.get_response(request)
         observer = self._start(request, match)
@@ -74,13 +83,15 @@ class SessionCompletionMiddleware:
             observer.finish(exception=exc)
             raise
         if self._resolve(request, observer):
-            observer.request.user_id = self._user_id(request)
+            _set_user(observer, self._user_id(request))
             self._observe(request, response, observer)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         get_response: AsyncGetResponse = self.get_response
-        match = self.settings.observes(request.method or "", request.path)
+        if request.method not in OBSERVED_METHODS:
+            return await get_response(request)
+        match = self._route(request.path)
         if match is None:
             return await get_response(request)
         observer = self._start(request, match)
@@ -95,7 +106,7 @@ class SessionCompletionMiddleware:
                 observer.finish(exception=exc)
             raise
         if self._resolve(request, observer):
-            observer.request.user_id = await self._auser_id(request)
+            _set_user(observer, await self._auser_id(request))
             self._observe(request, response, observer)
         return response
 
@@ -105,18 +116,27 @@ class SessionCompletionMiddleware:
 
     # -- per request -----------------------------------------------------------------------
 
-    def _start(self, request: HttpRequest, match: RouteMatch) -> Observer | None:
+    def _start(self, request: HttpRequest, match: RouteMatch) -> Observer | _Recorded | None:
+        """The request's observer: a ``_Recorded`` when events go to a capture process."""
         try:
-            info = RequestInfo.from_environ(request.method or "", request.path, request.META, None)
-            observer = self.binding.observer(info, match)
-            if observer.wants_request_body():
+            binding = self.binding
+            link = binding.offload
+            offloader = link.now() if link is not None else None
+            observer: Observer | _Recorded
+            if offloader is not None and link is not None:
+                observer = _Recorded(binding, offloader, link.key, request)
+            else:
+                method, meta = request.method or "", request.META
+                info = RequestInfo.from_environ(method, request.path, meta, None)
+                observer = binding.inline_observer(info, match)
+            if self.max_request_body > 0:
                 self._read_body(request, observer)
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.binding.stats)
             return None
         return observer
 
-    def _read_body(self, request: HttpRequest, observer: Observer) -> None:
+    def _read_body(self, request: HttpRequest, observer: Observer | _Recorded) -> None:
         """Read ``request.body`` before the view, when that is invisible to it: a JSON body of
         declared size within our cap (Django then serves the view's reads from memory, as it
         does after any ``request.body``). Over ``DATA_UPLOAD_MAX_MEMORY_SIZE``, Django refuses
@@ -140,7 +160,7 @@ class SessionCompletionMiddleware:
             request._stream = io.BytesIO(new_body)
             meta["CONTENT_LENGTH"] = str(len(new_body))
 
-    def _resolve(self, request: HttpRequest, observer: Observer) -> bool:
+    def _resolve(self, request: HttpRequest, observer: Observer | _Recorded) -> bool:
         """The resolved view: False for ``@scr_exempt`` (nothing observed, nothing emitted),
         else its route and options go to the observer."""
         try:
@@ -175,7 +195,7 @@ class SessionCompletionMiddleware:
             return None
 
     def _observe(
-        self, request: HttpRequest, response: HttpResponseBase, observer: Observer
+        self, request: HttpRequest, response: HttpResponseBase, observer: Observer | _Recorded
     ) -> None:
         try:
             observer.on_response_start(response.status_code, _headers(response))
@@ -188,7 +208,9 @@ class SessionCompletionMiddleware:
             else:
                 streamed: Any = response.streaming_content
                 if response.is_async:
-                    stream: BodyState = _AsyncStream(self, request, observer, streamed)
+                    stream: BodyState[Observer | _Recorded] = _AsyncStream(
+                        self, request, observer, streamed
+                    )
                 else:
                     stream = _SyncStream(self, request, observer, streamed)
                 response.streaming_content = stream
@@ -201,7 +223,7 @@ class SessionCompletionMiddleware:
     def finish(
         self,
         request: HttpRequest,
-        observer: Observer,
+        observer: Observer | _Recorded,
         cancelled: bool,
         exception: BaseException | None,
     ) -> None:
@@ -214,6 +236,65 @@ class SessionCompletionMiddleware:
         ):
             exception = stored
         observer.finish(cancelled=cancelled, exception=exception)
+
+
+class _Recorded(Recording):
+    """Process mode: the request's record in the making (``offload.recording``), taking the
+    calls this middleware makes on an ``Observer``; the late information (route,
+    ``@scr_route`` options, user) is kept for ``finish``."""
+
+    __slots__ = ("done", "options", "route", "user_id")
+
+    def __init__(
+        self, binding: Binding, offloader: Offloader, key: int, request: HttpRequest
+    ) -> None:
+        self.t0 = perf_counter()
+        self.start = time()
+        # Recording's slots, set here rather than through a second __init__ call.
+        self.binding = binding
+        self.offloader = offloader
+        self.key = key
+        self.method = request.method or ""
+        self.path = request.path
+        self.environ = request.META
+        self.body_parts = None
+        self.body_len = 0
+        self.status = None
+        self.headers = None
+        self.chunks = None
+        self.room = 0
+        self.over_cap = False
+        self.observer = None
+        self.route: str | None = None
+        self.options: RouteOptions | None = None
+        self.user_id: str | None = None
+        self.done = False  # finished, or the endpoint is exempt
+
+    def request_body_rewrite(self) -> bytes | None:
+        return None  # ensure_stream_usage requests are observed in-process (Binding)
+
+    def set_endpoint(self, endpoint: object, route: str | None = None) -> None:
+        """``Observer.set_endpoint``: an exempt endpoint records nothing."""
+        self.route = route
+        try:
+            exempt, self.options = view_options(endpoint)
+        except Exception as exc:
+            self.internal_error(exc)
+            return
+        if exempt:
+            self.done = True
+
+    def finish(self, *, cancelled: bool = False, exception: BaseException | None = None) -> None:
+        if not self.done:
+            self.done = True
+            self.finish_record(cancelled, exception, self.user_id, self.route, self.options)
+
+
+def _set_user(observer: Observer | _Recorded, user_id: str | None) -> None:
+    if type(observer) is _Recorded:
+        observer.user_id = user_id
+    else:
+        observer.request.user_id = user_id  # type: ignore[union-attr]
 
 
 def _headers(response: HttpResponseBase) -> Any:
@@ -240,7 +321,7 @@ def _user_id(user: Any) -> str | None:
     return str(pk) if pk is not None and pk != "" else None
 
 
-class _SyncStream(ObservedBody):
+class _SyncStream(ObservedBody["Observer | _Recorded"]):
     """Sync ``streaming_content``: the view's chunks, unchanged, one by one."""
 
     __slots__ = ("_middleware", "_request")
@@ -249,7 +330,7 @@ class _SyncStream(ObservedBody):
         self,
         middleware: SessionCompletionMiddleware,
         request: HttpRequest,
-        observer: Observer,
+        observer: Observer | _Recorded,
         content: Any,
     ) -> None:
         super().__init__(observer)
@@ -261,7 +342,7 @@ class _SyncStream(ObservedBody):
         self._middleware.finish(self._request, self.observer, cancelled, exception)
 
 
-class _AsyncStream(BodyState):
+class _AsyncStream(BodyState["Observer | _Recorded"]):
     """Async ``streaming_content``: the view's chunks, unchanged, one by one. Only async
     iteration is offered, so Django keeps treating the response as async."""
 
@@ -271,7 +352,7 @@ class _AsyncStream(BodyState):
         self,
         middleware: SessionCompletionMiddleware,
         request: HttpRequest,
-        observer: Observer,
+        observer: Observer | _Recorded,
         content: AsyncIterator[bytes],
     ) -> None:
         super().__init__(observer)

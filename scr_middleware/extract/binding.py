@@ -55,11 +55,11 @@ class Binding:
     __slots__ = (
         "_explicit",
         "_middleware",
-        "_record_headers",
         "_sink",
         "capture",
         "capture_built",
         "offload",
+        "record_headers",
         "settings",
         "stats",
     )
@@ -104,25 +104,15 @@ class Binding:
         self.offload: OffloadLink | None = None
         if settings.enabled and settings.offload != "inline" and not settings.ensure_stream_usage:
             self.offload = OffloadLink(self)
-        # The request headers a record carries when the adapter has no raw pairs (WSGI): the
-        # ones the identity sources read, or all of them for an identity callable.
-        self._record_headers = settings.identity.header_names()
-
-    def header_pairs(self, request: RequestInfo) -> Any:
-        """The request headers for a record: the ASGI pairs as they came, else ``(name,
-        value)`` pairs of what the capture process's observer will read."""
-        raw = request._raw
-        if raw is not None:
-            return raw
-        names = self._record_headers
-        if names is None:
-            return list(request.headers.items())
-        pairs = []
-        for name in names:
-            value = request.header(name, name.encode("latin-1"), environ_key(name))
-            if value is not None:
-                pairs.append((name, value))
-        return pairs
+        # The request headers a record carries (WSGI, Django): the ones the identity sources
+        # read, with their environ keys, or all of them (None) for an identity callable. A
+        # name with "_" has no environ key: the environ's headers never have one.
+        names = settings.identity.header_names()
+        self.record_headers: tuple[tuple[str, str], ...] | None = (
+            None
+            if names is None
+            else tuple((name, key) for name in names if (key := environ_key(name)) is not None)
+        )
 
     def runtime(self) -> SessionCompletionRuntime:
         """The runtime events go to now (the shared one may have been replaced)."""
@@ -138,20 +128,6 @@ class Binding:
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver what the runtime buffered (blocking: call it off the event loop)."""
         return bool(self._sink.flush(timeout))
-
-    def observer(self, request: RequestInfo, match: RouteMatch | None) -> Observer:
-        """A new observer for one request (never shared): a ``RecordingObserver`` when events
-        go to a capture process (it takes the same calls)."""
-        link = self.offload
-        if link is not None:
-            offloader = link.current()
-            if offloader is not None:
-                from scr_middleware.offload.recording import RecordingObserver
-
-                return RecordingObserver(  # type: ignore[return-value]
-                    self, offloader, link.key, request, match
-                )
-        return self.inline_observer(request, match)
 
     def inline_observer(self, request: RequestInfo, match: RouteMatch | None) -> Observer:
         """A new ``Observer`` that extracts here, in this process."""
@@ -176,6 +152,11 @@ class OffloadLink:
         self.runtime: object = _UNRESOLVED
         self.offloader: Offloader | None = None
         self.key = 0
+
+    def now(self) -> Offloader | None:
+        """``current()``, without looking the runtime up again while the shared runtime is
+        the one resolved before (``configure()`` replaces ``runtime._shared``)."""
+        return self.offloader if self.runtime is _runtime._shared else self.current()
 
     def current(self) -> Offloader | None:
         """The offloader for the runtime in use now; None: capture inline."""

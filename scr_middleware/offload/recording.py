@@ -1,10 +1,13 @@
-"""``RecordingObserver``: an ``Observer`` stand-in that records instead of extracting.
+"""``Recording``: one exchange of a WSGI-style adapter (WSGI, Flask, Django) kept for a capture
+process instead of being extracted here.
 
-``Binding.observer`` hands one to an adapter (WSGI, Flask, Django) when events go to a
-capture process. It takes the same calls the adapter would make on an ``Observer``, keeps
-what it is told by reference, and at ``finish`` hands one record (``record.Record``) to the
-``Offloader``; the capture process replays it through a real ``Observer``. The adapters do
-not know the difference.
+It keeps what passed by reference (the request body, the response's status, headers and
+chunks, the timings) and at the end hands one record (``record.Record``) to the ``Offloader``;
+the capture process replays it through a real ``Observer``. The adapters subclass it, so that
+one object per request is at once their own state and the record in the making (the WSGI
+exchange, Django's ``_Recorded``), and set its slots in their own ``__init__``.
+Nothing that the capture process can compute is computed here: the request headers are
+looked up only for the names its identity sources read, straight from the environ.
 
 Past ``max_body_bytes`` a stream is handed to a real ``Observer`` here (told everything seen
 so far), so memory stays bounded however long it runs; any other body is abandoned there, as
@@ -13,15 +16,15 @@ the observer abandons it, and its record says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from time import perf_counter, time
+from collections.abc import Callable, Mapping
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from scr_middleware.extract import failsafe
-from scr_middleware.extract.observer import Observer, apply_endpoint, response_headers
-from scr_middleware.extract.request import RequestInfo
+from scr_middleware.extract.observer import Observer, response_headers
+from scr_middleware.extract.request import RequestInfo, headers_from_environ
 from scr_middleware.extract.request_body import keep_piece
-from scr_middleware.extract.routes import RouteMatch
+from scr_middleware.routes_options import RouteOptions
 
 from .record import END_CANCELLED, END_COMPLETE, END_EXCEPTION
 
@@ -30,193 +33,172 @@ if TYPE_CHECKING:
 
     from .channel import Offloader
 
-__all__ = ["RecordingObserver"]
+__all__ = ["Recording"]
 
 
-class RecordingObserver:
-    """One request's record in the making (see the module docstring)."""
+class Recording:
+    """One exchange's record in the making (see the module docstring). ``environ`` is the
+    WSGI environ (Django: ``request.META``): the request headers are read from it at the end.
+    ``room`` counts down from ``max_body_bytes`` once the response started, for every chunk
+    (also past the cap): ``max_body_bytes - room`` is what was sent."""
 
     __slots__ = (
-        "_binding",
-        "_body_len",
-        "_body_parts",
-        "_chunks",
-        "_exempt",
-        "_finished",
-        "_headers",
-        "_key",
-        "_match",
-        "_observer",
-        "_offloader",
-        "_over_cap",
-        "_room",
-        "_start",
-        "_status",
-        "_t0",
-        "request",
+        "binding",
+        "body_len",
+        "body_parts",
+        "chunks",
+        "environ",
+        "headers",
+        "key",
+        "method",
+        "observer",
+        "offloader",
+        "over_cap",
+        "path",
+        "room",
+        "start",
+        "status",
+        "t0",
     )
 
-    def __init__(
-        self,
-        binding: Binding,
-        offloader: Offloader,
-        key: int,
-        request: RequestInfo,
-        match: RouteMatch | None,
-    ) -> None:
-        self._t0 = perf_counter()
-        self._start = time()
-        self._binding = binding
-        self._offloader = offloader
-        self._key = key
-        self.request = request
-        self._match = match
-        self._body_parts: list[bytes] | None = None
-        self._body_len = 0  # -1: over the request body cap, dropped
-        self._status: int | None = None
-        self._headers: Any = None
-        self._chunks: list[bytes] | None = None
-        self._room = 0
-        self._over_cap = False
-        self._observer: Observer | None = None  # a stream past the cap, followed here
-        self._exempt = False
-        self._finished = False
-
-    # --- request ----------------------------------------------------------------------------
-    def wants_request_body(self) -> bool:
-        return self._match is not None and self._binding.settings.max_request_body_bytes > 0
+    binding: Binding
+    offloader: Offloader
+    key: int
+    method: str
+    path: str
+    environ: Mapping[str, Any]
+    t0: float  # perf_counter() at the start
+    start: float  # time() at the start
+    body_parts: list[bytes] | None
+    body_len: int  # -1: over max_request_body_bytes, dropped
+    status: int | None  # None: no response started
+    headers: Any
+    chunks: list[bytes] | None  # None before the response starts and past the cap
+    room: int
+    over_cap: bool
+    observer: Observer | None  # a stream past the cap, followed here
 
     def on_request_body(self, chunk: bytes) -> None:
-        self._body_parts, self._body_len = keep_piece(
-            self._body_parts, self._body_len, chunk, self._binding.settings.max_request_body_bytes
+        self.body_parts, self.body_len = keep_piece(
+            self.body_parts, self.body_len, chunk, self.binding.settings.max_request_body_bytes
         )
 
-    def request_body_rewrite(self) -> bytes | None:
-        return None  # ensure_stream_usage requests are observed in-process (Binding)
-
-    # --- response ---------------------------------------------------------------------------
-    @property
-    def status(self) -> int | None:
-        return self._status
-
     def on_response_start(self, status: int, headers: Any) -> None:
-        self._status = status
-        self._headers = list(headers) if not isinstance(headers, list) else headers
-        self._chunks = []
-        self._room = self._binding.settings.max_body_bytes
-
-    def chunk_feed(self) -> Callable[[bytes, bool], bytes] | None:
-        return self.on_chunk
+        self.status = status
+        self.headers = headers if type(headers) is list else list(headers)
+        self.chunks = []
+        self.room = self.binding.settings.max_body_bytes
 
     def on_chunk(self, chunk: bytes, last: bool = False) -> bytes:
-        chunks = self._chunks
+        """Keep ``chunk`` (by reference); returns it. ``last``: the end, told to a stream
+        followed past the cap."""
+        self.room -= len(chunk)
+        chunks = self.chunks
         if chunks is not None:
             if chunk:
                 chunks.append(chunk if type(chunk) is bytes else bytes(chunk))
-                self._room -= len(chunk)
-                if self._room < 0:
-                    self._past_cap()
-            return chunk
-        observer = self._observer
-        if observer is not None:
-            return observer.on_chunk(chunk, last)
+                if self.room < 0:
+                    self.past_cap()
+        elif self.observer is not None:
+            self.observer.on_chunk(chunk, last)  # failsafe itself
         return chunk
 
+    def chunk_feed(self) -> Callable[[bytes, bool], bytes]:
+        """For ``wsgi.body.BodyState`` (Django's streams), as an ``Observer``'s."""
+        return self.on_chunk
+
     def chunk_failed(self, exc: Exception, chunk: bytes) -> bytes:
-        self._chunks = None
-        self._observer = None
-        self._over_cap = True
+        """``on_chunk`` raised (it should not): the body is abandoned; returns ``chunk``."""
+        self.chunks = None
+        self.observer = None
+        self.over_cap = True
         self.internal_error(exc)
         return chunk
 
     def internal_error(self, exc: Exception) -> None:
-        failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self._binding.stats)
+        failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.binding.stats)
 
-    def _past_cap(self) -> None:
-        chunks = self._chunks
-        self._chunks = None
+    def past_cap(self) -> None:
+        """The body went past ``max_body_bytes`` (its last chunk is kept): a stream goes on
+        in an in-process ``Observer``, anything else is abandoned."""
+        chunks = self.chunks
+        self.chunks = None
         try:
-            content_type = response_headers(self._headers or ())[0]
+            content_type = response_headers(self.headers or ())[0]
             if not content_type.startswith("text/event-stream"):
-                self._over_cap = True  # abandoned, as the observer abandons such a body
+                self.over_cap = True  # abandoned, as the observer abandons such a body
                 return
-            observer = self._binding.inline_observer(self.request, self._match)
-            observer.carry_on(self._t0, self._start, self._body_parts, self._body_len, False)
-            observer.on_response_start(self._status or 0, self._headers or ())
+            binding = self.binding
+            method, path = self.method, self.path
+            observer = binding.inline_observer(
+                RequestInfo.from_environ(method, path, self.environ, None),
+                binding.settings.observes(method, path),
+            )
+            observer.carry_on(self.t0, self.start, self.body_parts, self.body_len, False)
+            observer.on_response_start(self.status or 0, self.headers or ())
             for chunk in chunks or ():
                 observer.on_chunk(chunk)
-            self._observer = observer
+            self.observer = observer
         except Exception as exc:
-            self._over_cap = True
+            self.over_cap = True
             self.internal_error(exc)
 
-    # --- end ----------------------------------------------------------------------------------
-    def set_endpoint(self, endpoint: object, route: str | None = None) -> None:
-        try:
-            self._exempt = apply_endpoint(self.request, endpoint, route) or self._exempt
-        except Exception as exc:
-            self.internal_error(exc)
-
-    def finish(
+    def finish_record(
         self,
-        *,
-        cancelled: bool = False,
-        exception: BaseException | None = None,
-        duration_ms: float | None = None,
+        cancelled: bool,
+        exception: BaseException | None,
+        user_id: str | None,
+        route: str | None,
+        options: RouteOptions | None,
     ) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        if duration_ms is None:
-            duration_ms = (perf_counter() - self._t0) * 1000.0
-        if self._match is None or self._exempt:
-            return
-        observer = self._observer
-        if observer is not None:  # a long stream, followed here
-            observer.finish(cancelled=cancelled, exception=exception, duration_ms=duration_ms)
-            return
+        """Hand the record over (or finish the observer of a long stream), with what the
+        adapter learnt late: the framework user, the route template, ``@scr_route``'s
+        options. Called once; never raises."""
+        duration_ms = (perf_counter() - self.t0) * 1000.0
         try:
-            self._hand_over(cancelled, exception, duration_ms)
+            observer = self.observer
+            if observer is not None:  # a long stream, followed here
+                request = observer.request
+                request.user_id = user_id
+                request.route = route
+                request.overrides = options
+                observer.finish(cancelled=cancelled, exception=exception, duration_ms=duration_ms)
+                return
+            if exception is not None:
+                end, error_name = END_EXCEPTION, type(exception).__name__
+            else:
+                end, error_name = (END_CANCELLED if cancelled else END_COMPLETE), None
+            environ = self.environ
+            binding = self.binding
+            keys = binding.record_headers
+            if keys is None:
+                headers = list(headers_from_environ(environ).items())
+            else:  # the ones the identity sources read (Binding.record_headers)
+                headers = []
+                for name, key in keys:
+                    value = environ.get(key)
+                    if isinstance(value, str) and value:
+                        headers.append((name, value))
+            chunks = self.chunks
+            self.chunks = None  # the record is handed over: nothing more goes into it
+            offloader = self.offloader
+            record = (
+                self.key, offloader.next_seq(), self.method, self.path, route, headers, user_id,
+                None if options is None else _options(options), self.body_parts, self.body_len,
+                self.status, self.headers, chunks if chunks is not None else [], self.over_cap,
+                self.start, duration_ms, end, error_name,
+            )  # fmt: skip
+            if not offloader.put(record):
+                binding.replay_inline(record)
         except Exception as exc:
             self.internal_error(exc)
 
-    def _hand_over(
-        self, cancelled: bool, exception: BaseException | None, duration_ms: float
-    ) -> None:
-        request = self.request
-        options = request.overrides
-        chunks = self._chunks
-        if exception is not None:
-            end, error_name = END_EXCEPTION, type(exception).__name__
-        else:
-            end, error_name = (END_CANCELLED if cancelled else END_COMPLETE), None
-        offloader = self._offloader
-        record = (
-            self._key,
-            offloader.next_seq(),
-            request.method,
-            request.path,
-            request.route,
-            self._binding.header_pairs(request),
-            request.user_id,
-            None
-            if options is None
-            else (
-                options.session_type,
-                options.extractor,
-                dict(options.metadata) if options.metadata is not None else None,
-            ),
-            self._body_parts,
-            self._body_len,
-            self._status,
-            self._headers,
-            chunks if chunks is not None else [],
-            self._over_cap,
-            self._start,
-            duration_ms,
-            end,
-            error_name,
-        )
-        self._chunks = None
-        if not offloader.put(record):
-            self._binding.replay_inline(record)
+
+def _options(options: RouteOptions) -> tuple[Any, Any, Any]:
+    """``@scr_route`` options as a record carries them (builtins only)."""
+    metadata = options.metadata
+    return (
+        options.session_type,
+        options.extractor,
+        dict(metadata) if metadata is not None else None,
+    )

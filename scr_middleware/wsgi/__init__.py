@@ -8,14 +8,14 @@ middleware about it through the ``ENVIRON_*`` keys; ``scr_middleware.flask`` doe
 
 from __future__ import annotations
 
-from .middleware import (
+from .keys import (
     ENVIRON_ENDPOINT,
     ENVIRON_EXCEPTION,
     ENVIRON_OBSERVED,
     ENVIRON_ROUTE,
     ENVIRON_USER_ID,
-    SessionCompletionMiddleware,
 )
+from .middleware import SessionCompletionMiddleware
 
 __all__ = [
     "ENVIRON_ENDPOINT",

@@ -11,18 +11,67 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Generic, Protocol, TypeVar
 
-from scr_middleware.extract.observer import Observer
-
-__all__ = ["BodyState", "ObservedBody"]
+__all__ = ["BodyState", "Follower", "ObservedBody", "Sized", "content_length"]
 
 
-class BodyState:
+def content_length(headers: Iterable[tuple[str, str]]) -> int | None:
+    """A response's declared Content-Length (asked only when it is closed before its end)."""
+    for name, value in headers:
+        if len(name) == 14 and name.lower() == "content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+class _Body(Protocol):
+    def __iter__(self) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+class Sized:
+    """Keeps ``len()`` for servers that use it (wsgiref sets Content-Length for one block):
+    ``body`` wraps ``result``, which has a length."""
+
+    __slots__ = ("_body", "_result")
+
+    def __init__(self, body: _Body, result: Any) -> None:
+        self._body = body
+        self._result = result
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def __len__(self) -> int:
+        return len(self._result)
+
+    def close(self) -> None:
+        self._body.close()
+
+
+class Follower(Protocol):
+    """What follows a body's chunks: an ``Observer``, or a ``Recording`` (Django's streams)."""
+
+    def chunk_feed(self) -> Callable[[bytes, bool], bytes] | None: ...
+
+    def on_chunk(self, chunk: bytes, last: bool = False) -> bytes: ...
+
+    def chunk_failed(self, exc: Exception, chunk: bytes) -> bytes: ...
+
+
+F = TypeVar("F", bound=Follower)
+
+
+class BodyState(Generic[F]):
     """Where one response body is; ``finish_event(cancelled, exception)`` runs once."""
 
     __slots__ = ("done", "ended", "expected", "feed", "observer", "sent")
 
-    def __init__(self, observer: Observer) -> None:
+    def __init__(self, observer: F) -> None:
         self.observer = observer
         self.expected: int | None = None  # Content-Length, when the response declared one
         self.sent = 0
@@ -96,14 +145,14 @@ class BodyState:
             self.finish_event(cancelled, exception)
 
 
-class ObservedBody(BodyState):
+class ObservedBody(BodyState[F]):
     """The iterable handed to the server (or Django's sync ``streaming_content``), forwarding
     the chunks of ``result`` (set by the subclass). ``__iter__`` is a generator: cheaper per
     chunk than a ``__next__`` method, and its end raises no exception."""
 
     __slots__ = ("_result",)
 
-    def __init__(self, observer: Observer) -> None:
+    def __init__(self, observer: F) -> None:
         super().__init__(observer)
         self._result: Iterable[bytes] = ()
 

@@ -5,30 +5,69 @@ whole before the app (and rewritten for ``ensure_stream_usage``); one without a 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any
+from collections.abc import Iterator, MutableMapping
+from typing import Any, Protocol
 
-from scr_middleware.extract.observer import Observer
+__all__ = ["BodySink", "Prefixed", "TeeInput", "read_body", "read_rest"]
 
-__all__ = ["Prefixed", "TeeInput", "read_rest"]
+
+class BodySink(Protocol):
+    """The exchange an observed request's body is read for."""
+
+    def on_request_body(self, chunk: bytes) -> None: ...
+
+    def input_failed(self) -> None:
+        """The body could not be read: the client went away."""
+
+
+def read_body(environ: MutableMapping[str, Any], cap: int, sink: BodySink) -> bytes | None:
+    """The request body of an observed request. One of declared length within ``cap`` is read
+    whole here, in one read of that length (more only if the stream returns less), put back
+    as ``wsgi.input`` (a ``BytesIO``: nothing between the app and its reads) and returned;
+    ``sink`` is not told. One without a length (chunked) gets a ``TeeInput`` that copies what
+    the app reads to ``sink``. None otherwise: no body, one over the cap (the observer would
+    drop it), or a client that went away mid-body (``sink.input_failed()``)."""
+    stream = environ.get("wsgi.input")
+    length = environ.get("CONTENT_LENGTH")
+    if stream is None:
+        return None
+    if not (length and length.isdecimal()):
+        environ["wsgi.input"] = TeeInput(stream, sink)
+        return None
+    size = int(length)
+    if not 0 < size <= cap:
+        return None
+    try:
+        body: bytes | None = stream.read(size)
+    except Exception:
+        environ["wsgi.input"] = Prefixed(b"", stream)
+        body = None
+    else:
+        if body and len(body) < size:  # a short read: the rest follows
+            body = read_rest(environ, stream, body, size)
+    if body is None:
+        sink.input_failed()
+        return None
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
 
 
 class TeeInput:
-    """Every read method copies what it returns to the observer; ``on_error`` is called when
-    the underlying stream fails (the client went away mid-upload)."""
+    """Every read method copies what it returns to the exchange (``on_request_body``); its
+    ``input_failed`` is called when the underlying stream fails (the client went away
+    mid-upload)."""
 
-    __slots__ = ("_observer", "_on_error", "_stream")
+    __slots__ = ("_observer", "_stream")
 
-    def __init__(self, stream: Any, observer: Observer, on_error: Callable[[], None]) -> None:
+    def __init__(self, stream: Any, observer: BodySink) -> None:
         self._stream = stream
         self._observer = observer
-        self._on_error = on_error
 
     def _call(self, method: str, *args: Any) -> Any:
         try:
             return getattr(self._stream, method)(*args)
         except BaseException:
-            self._on_error()
+            self._observer.input_failed()
             raise
 
     def read(self, *args: Any) -> bytes:

@@ -1,21 +1,33 @@
-"""``SessionCompletionMiddleware``: per-request state lives in one new ``_Exchange``, which is
-at once the ``start_response`` the app gets and the iterable the server gets; requests to
-other paths reach the app with the original ``environ`` and ``start_response``."""
+"""``SessionCompletionMiddleware``: per-request state lives in one new object, at once the
+``start_response`` the app gets and the iterable the server gets: a ``RecordedExchange``
+(recorded.py) when events go to a capture process, else an ``_Exchange`` whose ``Observer``
+extracts here. Requests to other paths reach the app with the original ``environ`` and
+``start_response``."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
+from scr_middleware import runtime as _runtime
 from scr_middleware.extract import failsafe
+from scr_middleware.extract.observer import Observer
 from scr_middleware.extract.request import RequestInfo
 from scr_middleware.extract.routes import RouteMatch
 from scr_middleware.extract.settings import OBSERVED_METHODS, ObserverSettings
 
 from ..extract.binding import Binding, ConfigSource
-from .body import ObservedBody
-from .input import Prefixed, TeeInput, read_rest
+from .body import ObservedBody, Sized, content_length
+from .input import read_body
+from .keys import (
+    ENVIRON_ENDPOINT,
+    ENVIRON_EXCEPTION,
+    ENVIRON_OBSERVED,
+    ENVIRON_ROUTE,
+    ENVIRON_USER_ID,
+)
+from .recorded import RecordedExchange
 from .views import is_exempt
 
 if TYPE_CHECKING:
@@ -32,14 +44,6 @@ __all__ = [
     "ENVIRON_USER_ID",
     "SessionCompletionMiddleware",
 ]
-
-# Set by the middleware on observed requests only, so inner hooks can return at once otherwise.
-ENVIRON_OBSERVED: Final = "scr_middleware.observed"
-# Set by inner frameworks, read when the response finishes.
-ENVIRON_USER_ID: Final = "scr_middleware.user_id"  # str: the authenticated user
-ENVIRON_ENDPOINT: Final = "scr_middleware.endpoint"  # the view (for @scr_exempt / @scr_route)
-ENVIRON_ROUTE: Final = "scr_middleware.route"  # str: the route template
-ENVIRON_EXCEPTION: Final = "scr_middleware.exception"  # the exception behind a 5xx response
 
 Write = Callable[[bytes], object]
 
@@ -60,43 +64,44 @@ class SessionCompletionMiddleware:
         runtime: SessionCompletionRuntime | None = None,
     ) -> None:
         self.app = app
-        self.binding = Binding(config, runtime)
-        self.settings = self.binding.settings
+        self.binding = binding = Binding(config, runtime)
+        self.settings = settings = binding.settings
+        # Decided once, not per request. ObserverSettings.match: None observes nothing.
+        self._route = settings.routes.match if settings.enabled else None
+        self._offload = binding.offload
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") not in OBSERVED_METHODS:
+        route = self._route
+        if route is None or environ.get("REQUEST_METHOD") not in OBSERVED_METHODS:
             return self.app(environ, start_response)
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        match = self.settings.match(path)
+        match = route(path)
         if match is None:
             return self.app(environ, start_response)
+        exchange: RecordedExchange | _Exchange | None = None
         try:
-            exchange = _Exchange(self, environ, path, match, start_response)
+            link = self._offload
+            if link is not None:
+                # OffloadLink.now(), inlined: the offloader in use; None: extract here.
+                offloader = link.offloader if link.runtime is _runtime._shared else link.current()
+                if offloader is not None:
+                    exchange = RecordedExchange(
+                        self, environ, path, offloader, link.key, start_response
+                    )
+            if exchange is None:
+                exchange = _Exchange(self, environ, path, match, start_response)
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.binding.stats)
             return self.app(environ, start_response)
         try:
             result = self.app(environ, exchange)
         except BaseException as exc:
-            if exchange.disconnected:
-                exchange.cancel()
-            else:
-                exchange.fail(exc)
+            exchange.failed(exc)
             raise
         return exchange.wrap(result)
 
 
-def _content_length(headers: Iterable[tuple[str, str]]) -> int | None:
-    for name, value in headers:
-        if len(name) == 14 and name.lower() == "content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
-class _Exchange(ObservedBody):
+class _Exchange(ObservedBody[Observer]):
     """One request: its observer, the ``start_response`` handed to the app (``__call__``) and
     the body handed to the server (``ObservedBody``)."""
 
@@ -120,7 +125,7 @@ class _Exchange(ObservedBody):
     ) -> None:
         binding = middleware.binding
         user = environ.get("REMOTE_USER")
-        observer = binding.observer(
+        observer = binding.inline_observer(
             RequestInfo.from_environ(
                 environ.get("REQUEST_METHOD", ""),
                 path,
@@ -160,11 +165,18 @@ class _Exchange(ObservedBody):
             return result
         self._result = result
         if hasattr(result, "__len__"):
-            return _Sized(self, result)
+            return Sized(self, result)
         return self
 
     def declared_length(self) -> int | None:
-        return _content_length(self.headers) if self.headers is not None else None
+        return content_length(self.headers) if self.headers is not None else None
+
+    def failed(self, exc: BaseException) -> None:
+        """``app(environ, start_response)`` raised."""
+        if self.disconnected:
+            self.cancel()
+        else:
+            self.fail(exc)
 
     # -- response ------------------------------------------------------------------------
 
@@ -237,62 +249,25 @@ class _Exchange(ObservedBody):
     # -- request body ----------------------------------------------------------------------
 
     def _prepare_input(self, settings: ObserverSettings) -> None:
-        """A body of declared length within the cap is read whole before the app, observed
-        and put back as a ``BytesIO`` (rewritten for ``ensure_stream_usage``, with
-        ``CONTENT_LENGTH`` fixed): one read, and nothing between the app and its reads. A
-        body without a length (chunked) is copied to the observer as the app reads it."""
+        """The request body for the observer (``input.read_body``); one read whole is
+        rewritten for ``ensure_stream_usage``, with ``CONTENT_LENGTH`` fixed."""
         environ = self.environ
         try:
-            stream = environ.get("wsgi.input")
-            length = environ.get("CONTENT_LENGTH")
-            if stream is None:
-                return
-            if not (length and length.isdecimal()):
-                environ["wsgi.input"] = TeeInput(stream, self.observer, self._input_failed)
-                return
-            size = int(length)
-            if not 0 < size <= settings.max_request_body_bytes:
-                return  # empty, or over the cap (the observer would drop it): nothing to see
-            try:
-                body: bytes | None = stream.read(size)
-            except Exception:
-                environ["wsgi.input"] = Prefixed(b"", stream)
-                body = None
-            else:
-                if body and len(body) < size:  # a short read: the rest follows
-                    body = read_rest(environ, stream, body, size)
-            if body is None:
-                self.disconnected = True  # the client went away mid-body
-                return
             observer = self.observer
+            body = read_body(environ, settings.max_request_body_bytes, self)
+            if body is None:
+                return
             observer.on_request_body(body)
-            if settings.ensure_stream_usage and len(body) == size:
+            if settings.ensure_stream_usage and len(body) == int(environ["CONTENT_LENGTH"]):
                 new_body = observer.request_body_rewrite()
                 if new_body is not None:
-                    body = new_body
                     environ["CONTENT_LENGTH"] = str(len(new_body))
-            environ["wsgi.input"] = io.BytesIO(body)
+                    environ["wsgi.input"] = io.BytesIO(new_body)
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.stats)
 
-    def _input_failed(self) -> None:
+    def on_request_body(self, chunk: bytes) -> None:
+        self.observer.on_request_body(chunk)  # a chunked body, as the app reads it (TeeInput)
+
+    def input_failed(self) -> None:
         self.disconnected = True  # the body could not be read: the client is gone
-
-
-class _Sized:
-    """Keeps ``len()`` for servers that use it (wsgiref sets Content-Length for one block)."""
-
-    __slots__ = ("_body", "_result")
-
-    def __init__(self, body: _Exchange, result: Any) -> None:
-        self._body = body
-        self._result = result
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self._body)
-
-    def __len__(self) -> int:
-        return len(self._result)
-
-    def close(self) -> None:
-        self._body.close()
