@@ -68,6 +68,21 @@ class _Replies:
             self._gone = True
 
 
+def yield_cpu(nice: int) -> None:
+    """Lower this process's CPU priority below the app's: ``SCHED_IDLE`` where the OS has it
+    (Linux), so that it runs only on CPU time the app and its neighbours leave idle and is
+    preempted as soon as they wake; else (or if refused) ``nice``. Threads started later
+    inherit it. Measured under gunicorn with two workers on two cores: 0.93x-0.95x of the bare
+    app's throughput against 0.88x at nice 19 (docs/benchmarks.md)."""
+    with contextlib.suppress(OSError):
+        os.nice(nice)  # also the fallback, and what ``ps`` shows
+    set_policy = getattr(os, "sched_setscheduler", None)
+    idle = getattr(os, "SCHED_IDLE", None)
+    if set_policy is not None and idle is not None:
+        with contextlib.suppress(OSError):
+            set_policy(0, idle, os.sched_param(0))
+
+
 def serve(sock: socket.socket) -> int:
     from scr_middleware import runtime as runtime_mod
     from scr_middleware.extract.failsafe import StatsOf
@@ -82,8 +97,7 @@ def serve(sock: socket.socket) -> int:
     # {"config": Config, "sys_path": [...], "id_prefix": str, "shutdown_timeout_s": float}
     init: dict[str, Any] = pickle.loads(frame[1])  # from our own app process
     if init.get("nice"):
-        with contextlib.suppress(OSError):
-            os.nice(init["nice"])
+        yield_cpu(init["nice"])
     for entry in reversed(init["sys_path"]):  # custom extractors, transforms, identity callables
         if entry not in sys.path:
             sys.path.insert(0, entry)

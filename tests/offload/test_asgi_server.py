@@ -98,6 +98,11 @@ def test_openai_client_every_request_captured_once_by_a_capture_process(tmp_path
         # The server's own interpreter, niced so that it yields the CPU to the app.
         assert capture.cmdline()[0] == psutil.Process(server.process.pid).cmdline()[0]
         assert capture.nice() == 19
+        # On Linux it runs under SCHED_IDLE, and so do the threads its runtime started.
+        if hasattr(os, "SCHED_IDLE"):
+            threads = capture.threads()
+            assert len(threads) > 1
+            assert {os.sched_getscheduler(thread.id) for thread in threads} == {os.SCHED_IDLE}
         assert stats["spawns"] == 1
         assert stats["recorded"] == len(expected)
         assert stats["inline"] == 0
