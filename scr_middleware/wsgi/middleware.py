@@ -28,7 +28,7 @@ from .keys import (
     ENVIRON_USER_ID,
 )
 from .recorded import RecordedExchange
-from .views import is_exempt
+from .views import exempt_at_start, status_code
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -36,14 +36,7 @@ if TYPE_CHECKING:
 
     from scr_middleware.runtime import SessionCompletionRuntime
 
-__all__ = [
-    "ENVIRON_ENDPOINT",
-    "ENVIRON_EXCEPTION",
-    "ENVIRON_OBSERVED",
-    "ENVIRON_ROUTE",
-    "ENVIRON_USER_ID",
-    "SessionCompletionMiddleware",
-]
+__all__ = ["SessionCompletionMiddleware"]
 
 Write = Callable[[bytes], object]
 
@@ -191,21 +184,13 @@ class _Exchange(ObservedBody[Observer]):
         )
         if self.done:
             return server_write
-        environ = self.environ
         try:
-            if self.in_context is not None:
-                self.in_context(environ)
-            endpoint = environ.get(ENVIRON_ENDPOINT)
-            if endpoint is not None and is_exempt(endpoint):
+            if exempt_at_start(self.environ, self.in_context):
                 self.skip()
                 return server_write
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.stats)
-        try:
-            code = int(status[:3])
-        except ValueError:
-            code = 0
-        self.observer.on_response_start(code, headers)
+        self.observer.on_response_start(status_code(status), headers)
         self.feed = self.observer.chunk_feed()
         self.headers = headers  # for declared_length(), only needed when closed early
         self.server_write = server_write

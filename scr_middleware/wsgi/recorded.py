@@ -26,7 +26,7 @@ from .keys import (
     ENVIRON_ROUTE,
     ENVIRON_USER_ID,
 )
-from .views import is_exempt, view_options
+from .views import exempt_at_start, status_code, view_options
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -120,20 +120,13 @@ class RecordedExchange(Recording):
         )
         if self.done:
             return server_write
-        environ = self.environ
         try:
-            if self.in_context is not None:
-                self.in_context(environ)
-            endpoint = environ.get(ENVIRON_ENDPOINT)
-            if endpoint is not None and is_exempt(endpoint):
+            if exempt_at_start(self.environ, self.in_context):
                 self.done = True  # an exempt view: nothing recorded
                 return server_write
         except Exception as exc:
             self.internal_error(exc)
-        try:
-            self.status = int(status[:3])
-        except ValueError:
-            self.status = 0
+        self.status = status_code(status)
         # Recording.on_response_start, inlined (``room`` was set in __init__).
         self.headers = headers if type(headers) is list else list(headers)
         self.chunks = []
