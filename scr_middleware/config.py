@@ -74,6 +74,7 @@ ENV_VARS: dict[str, str] = {
     "SCR_HEALTH_CHECK_PORT": "monitoring.health_check_port",
     "SCR_DATA_DIR": "storage.data_dir",
     "SCR_MIDDLEWARE_OFFLOAD": "middleware.offload",
+    "SCR_MIDDLEWARE_OFFLOAD_PRIORITY": "middleware.offload_priority",
 }
 
 # Flat constructor keyword -> key path, e.g. SessionCompletionRuntime(batch_size=1).

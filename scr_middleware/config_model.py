@@ -104,6 +104,9 @@ class MiddlewareConfig:
     # process; "auto" is "process" unless the runtime cannot use one (memory destinations,
     # no Python interpreter to start).
     offload: Literal["auto", "process", "inline"] = "auto"
+    # The capture process's CPU priority: "idle" (SCHED_IDLE on Linux, else nice 19) runs it
+    # only on time the app leaves; "low" is nice 19; "normal" keeps the app's priority.
+    offload_priority: Literal["idle", "low", "normal"] = "idle"
 
 
 @dataclass(frozen=True, slots=True)

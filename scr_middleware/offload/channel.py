@@ -60,9 +60,6 @@ SOCKET_BUFFER_BYTES: Final = 4 * 1024 * 1024  # asked for; the kernel may grant 
 READY_TIMEOUT_S: Final = 30.0
 MAX_SPAWNS_PER_MINUTE: Final = 5
 WORKER_SHUTDOWN_TIMEOUT_S: Final = 5.0
-# The capture process yields the CPU to the app under load and catches up when it eases
-# (docs/offload.md); 0 keeps the app's priority.
-WORKER_NICE: Final = 19
 
 Fallback = Callable[[Record, str], None]  # (record, its event id)
 
@@ -474,7 +471,7 @@ class Offloader:
             "sys_path": [entry or os.getcwd() for entry in sys.path],
             "id_prefix": self._id_prefix,
             "shutdown_timeout_s": WORKER_SHUTDOWN_TIMEOUT_S,
-            "nice": WORKER_NICE,
+            "priority": self._config.middleware.offload_priority,
         }
         try:
             wire.send_frame(ours, wire.INIT, pickle.dumps(init))

@@ -36,6 +36,7 @@ GC_THRESHOLD = 10_000  # allocations between young collections (CPython's defaul
 # batches. Measured at 18k records/s: about 15% less CPU per event. The socket buffer holds
 # several thousand records, and delivery waits for flush_interval_ms (1 s) anyway.
 COALESCE_S = 0.025
+WORKER_NICE = 19  # offload_priority low, and idle's fallback
 
 
 def wait_for_room(runtime: Any) -> None:
@@ -68,14 +69,19 @@ class _Replies:
             self._gone = True
 
 
-def yield_cpu(nice: int) -> None:
-    """Lower this process's CPU priority below the app's: ``SCHED_IDLE`` where the OS has it
-    (Linux), so that it runs only on CPU time the app and its neighbours leave idle and is
-    preempted as soon as they wake; else (or if refused) ``nice``. Threads started later
-    inherit it. Measured under gunicorn with two workers on two cores: 0.93x-0.95x of the bare
-    app's throughput against 0.88x at nice 19 (docs/benchmarks.md)."""
+def set_priority(priority: str) -> None:
+    """``middleware.offload_priority``, for this process and the threads it starts later.
+    ``idle``: ``SCHED_IDLE`` where the OS has it (Linux), so that it runs only on CPU time the
+    app and its neighbours leave and is preempted as soon as they wake, and nice 19 (the
+    fallback, and what ``ps`` shows). ``low``: nice 19 only. ``normal``: the app's priority.
+    Measured under gunicorn with two workers on two cores: 0.93x-0.95x of the bare app's
+    throughput with ``idle``, 0.88x with ``low`` (docs/benchmarks.md)."""
+    if priority == "normal":
+        return
     with contextlib.suppress(OSError):
-        os.nice(nice)  # also the fallback, and what ``ps`` shows
+        os.nice(WORKER_NICE)
+    if priority != "idle":
+        return
     set_policy = getattr(os, "sched_setscheduler", None)
     idle = getattr(os, "SCHED_IDLE", None)
     if set_policy is not None and idle is not None:
@@ -96,8 +102,7 @@ def serve(sock: socket.socket) -> int:
         return 2
     # {"config": Config, "sys_path": [...], "id_prefix": str, "shutdown_timeout_s": float}
     init: dict[str, Any] = pickle.loads(frame[1])  # from our own app process
-    if init.get("nice"):
-        yield_cpu(init["nice"])
+    set_priority(init["priority"])
     for entry in reversed(init["sys_path"]):  # custom extractors, transforms, identity callables
         if entry not in sys.path:
             sys.path.insert(0, entry)

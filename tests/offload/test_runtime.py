@@ -227,6 +227,44 @@ def test_environment_variable_inline_is_honoured(
     assert our_capture_pids() == before
 
 
+def capture_priority(runtime: SessionCompletionRuntime) -> tuple[int, set[int]]:
+    """The capture process's nice value and the scheduling policies of its threads."""
+    pid = offload_stats(runtime)["pid"]
+    (process,) = [child for child in capture_children(os.getpid()) if child.pid == pid]
+    policies = {os.sched_getscheduler(thread.id) for thread in process.threads()}
+    return process.nice(), policies
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+@pytest.mark.parametrize(
+    ("priority", "nice", "policy"),
+    [
+        (None, 19, "SCHED_IDLE"),  # the default: idle
+        ("idle", 19, "SCHED_IDLE"),
+        ("low", 19, "SCHED_OTHER"),
+        ("normal", None, "SCHED_OTHER"),  # None: the app's own nice value
+    ],
+)
+def test_offload_priority_sets_the_capture_process_priority(
+    priority: str | None, nice: int | None, policy: str
+) -> None:
+    middleware = {"offload_priority": priority} if priority is not None else {}
+    runtime = runtime_mod.configure(config={"middleware": middleware})
+    post_many(chat_app(), bodies(2))
+    assert runtime.flush(15.0) is True
+    got_nice, policies = capture_priority(runtime)
+    assert got_nice == (os.nice(0) if nice is None else nice)
+    assert policies == {getattr(os, policy)}
+
+
+def test_unknown_offload_priority_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=r"middleware\.offload_priority"):
+        SessionCompletionRuntime(config={"middleware": {"offload_priority": "realtime"}})
+    monkeypatch.setenv("SCR_MIDDLEWARE_OFFLOAD_PRIORITY", "realtime")
+    with pytest.raises(ConfigError, match="SCR_MIDDLEWARE_OFFLOAD_PRIORITY"):
+        SessionCompletionRuntime()
+
+
 def test_a_forked_child_starts_its_own_capture_process(
     ledger_runtime: SessionCompletionRuntime, data: Path
 ) -> None:
