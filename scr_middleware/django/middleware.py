@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator, Awaitable, Callable
-from time import perf_counter, time
 from typing import TYPE_CHECKING, Any, Final
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -121,9 +120,8 @@ class SessionCompletionMiddleware:
         try:
             binding = self.binding
             link = binding.offload
-            offloader = link.now() if link is not None else None
             observer: Observer | _Recorded
-            if offloader is not None and link is not None:
+            if link is not None and (offloader := link.now()) is not None:
                 observer = _Recorded(binding, offloader, link.key, request)
             else:
                 method, meta = request.method or "", request.META
@@ -248,23 +246,7 @@ class _Recorded(Recording):
     def __init__(
         self, binding: Binding, offloader: Offloader, key: int, request: HttpRequest
     ) -> None:
-        self.t0 = perf_counter()
-        self.start = time()
-        # Recording's slots, set here rather than through a second __init__ call.
-        self.binding = binding
-        self.offloader = offloader
-        self.key = key
-        self.method = request.method or ""
-        self.path = request.path
-        self.environ = request.META
-        self.body_parts = None
-        self.body_len = 0
-        self.status = None
-        self.headers = None
-        self.chunks = None
-        self.room = 0
-        self.over_cap = False
-        self.observer = None
+        super().__init__(binding, offloader, key, request.method or "", request.path, request.META)
         self.route: str | None = None
         self.options: RouteOptions | None = None
         self.user_id: str | None = None
@@ -291,10 +273,10 @@ class _Recorded(Recording):
 
 
 def _set_user(observer: Observer | _Recorded, user_id: str | None) -> None:
-    if type(observer) is _Recorded:
+    if isinstance(observer, _Recorded):
         observer.user_id = user_id
     else:
-        observer.request.user_id = user_id  # type: ignore[union-attr]
+        observer.request.user_id = user_id
 
 
 def _headers(response: HttpResponseBase) -> Any:

@@ -5,7 +5,7 @@ It keeps what passed by reference (the request body, the response's status, head
 chunks, the timings) and at the end hands one record (``record.Record``) to the ``Offloader``;
 the capture process replays it through a real ``Observer``. The adapters subclass it, so that
 one object per request is at once their own state and the record in the making (the WSGI
-exchange, Django's ``_Recorded``), and set its slots in their own ``__init__``.
+exchange, Django's ``_Recorded``).
 Nothing that the capture process can compute is computed here: the request headers are
 looked up only for the names its identity sources read, straight from the environ.
 
@@ -17,7 +17,7 @@ the observer abandons it, and its record says so.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from time import perf_counter
+from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
 
 from scr_middleware.extract import failsafe
@@ -77,6 +77,32 @@ class Recording:
     room: int
     over_cap: bool
     observer: Observer | None  # a stream past the cap, followed here
+
+    def __init__(  # noqa: PLR0917  (once per request: positional is cheaper)
+        self,
+        binding: Binding,
+        offloader: Offloader,
+        key: int,
+        method: str,
+        path: str,
+        environ: Mapping[str, Any],
+    ) -> None:
+        self.t0 = perf_counter()
+        self.start = time()
+        self.binding = binding
+        self.offloader = offloader
+        self.key = key
+        self.method = method
+        self.path = path
+        self.environ = environ
+        self.body_parts = None
+        self.body_len = 0
+        self.status = None
+        self.headers = None
+        self.chunks = None
+        self.room = binding.settings.max_body_bytes
+        self.over_cap = False
+        self.observer = None
 
     def on_request_body(self, chunk: bytes) -> None:
         self.body_parts, self.body_len = keep_piece(

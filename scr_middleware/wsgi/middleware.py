@@ -10,7 +10,6 @@ import io
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from scr_middleware import runtime as _runtime
 from scr_middleware.extract import failsafe
 from scr_middleware.extract.observer import Observer
 from scr_middleware.extract.request import RequestInfo
@@ -71,17 +70,13 @@ class SessionCompletionMiddleware:
         match = route(path)
         if match is None:
             return self.app(environ, start_response)
-        exchange: RecordedExchange | _Exchange | None = None
+        exchange: RecordedExchange | _Exchange
         try:
-            link = self._offload
-            if link is not None:
-                # OffloadLink.now(), inlined: the offloader in use; None: extract here.
-                offloader = link.offloader if link.runtime is _runtime._shared else link.current()
-                if offloader is not None:
-                    exchange = RecordedExchange(
-                        self, environ, path, offloader, link.key, start_response
-                    )
-            if exchange is None:
+            link = self._offload  # None, or no offloader in use now: extract here
+            if link is not None and (offloader := link.now()) is not None:
+                key = link.key
+                exchange = RecordedExchange(self, environ, path, offloader, key, start_response)
+            else:
                 exchange = _Exchange(self, environ, path, match, start_response)
         except Exception as exc:
             failsafe.internal_error(failsafe.INTERNAL_ERROR, exc, self.binding.stats)

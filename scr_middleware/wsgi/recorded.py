@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Iterator
-from time import perf_counter, time
 from typing import TYPE_CHECKING
 
 from scr_middleware.offload.recording import Recording
@@ -68,25 +67,8 @@ class RecordedExchange(Recording):
         key: int,
         start_response: StartResponse,
     ) -> None:
-        self.t0 = perf_counter()
-        self.start = time()
         binding = middleware.binding
-        settings = binding.settings
-        # Recording's slots, set here rather than through a second __init__ call.
-        self.binding = binding
-        self.offloader = offloader
-        self.key = key
-        self.method = environ["REQUEST_METHOD"]
-        self.path = path
-        self.environ = environ
-        self.body_parts = None
-        self.body_len = 0
-        self.status = None
-        self.headers = None
-        self.chunks = None
-        self.room = settings.max_body_bytes
-        self.over_cap = False
-        self.observer = None
+        super().__init__(binding, offloader, key, environ["REQUEST_METHOD"], path, environ)
         # A REMOTE_USER the server set wins over what the app reports (as inline).
         self.remote_user = environ.get("REMOTE_USER")
         self.server_start = start_response
@@ -94,7 +76,7 @@ class RecordedExchange(Recording):
         self.done = False  # finished, or exempt: nothing more to record
         self.disconnected = False
         environ[ENVIRON_OBSERVED] = True
-        cap = settings.max_request_body_bytes
+        cap = binding.settings.max_request_body_bytes
         if cap > 0:
             try:
                 body = read_body(environ, cap, self)
@@ -127,7 +109,7 @@ class RecordedExchange(Recording):
         except Exception as exc:
             self.internal_error(exc)
         self.status = status_code(status)
-        # Recording.on_response_start, inlined (``room`` was set in __init__).
+        # Recording.on_response_start, inlined (``room`` was set by Recording.__init__).
         self.headers = headers if type(headers) is list else list(headers)
         self.chunks = []
         self.server_write = server_write
