@@ -60,6 +60,10 @@ class Destination(ABC):
     # destinations keep 1 (the receiver sized its limits on ``batch_size``); local writers
     # raise it, since each write costs a few fixed GIL hand-offs however many rows it holds.
     batches_per_send: ClassVar[int] = 1
+    # Written by this process (SQLite, files): how fast it goes is this machine's to decide.
+    # A capture process paces its intake to such a destination rather than let it overflow
+    # into its spool, another local write of every event (Router.local_backlog).
+    local: ClassVar[bool] = False
 
     def __init__(self, config: DestinationConfig, runtime_config: Config) -> None:
         self.config = config
@@ -104,6 +108,7 @@ class ThreadedDestination(Destination):
     so a stalled disk delays only this destination, never the router loop or the others."""
 
     batches_per_send: ClassVar[int] = 10
+    local: ClassVar[bool] = True
 
     def __init__(self, config: DestinationConfig, runtime_config: Config) -> None:
         super().__init__(config, runtime_config)

@@ -357,6 +357,13 @@ class Router:
     def ingest_size(self) -> int:
         return len(self._ingest)
 
+    def local_backlog(self) -> int | None:
+        """None unless a local destination (``Destination.local``) that is delivering has
+        half its queue or more waiting; else how many events those have delivered so far,
+        so that a caller waiting for them can tell progress from a stall."""
+        behind = [worker.stats.delivered for worker in self.workers if worker.local_backlog()]
+        return sum(behind) if behind else None
+
     def snapshot(self) -> Sequence[DestinationStats]:
         return self.destination_stats
 

@@ -141,6 +141,14 @@ class DestinationWorker:
         """True while the spool cannot keep up with this destination's overflow."""
         return len(self._overflow) >= max(1, self.settings.max_queue // 2)
 
+    def local_backlog(self) -> bool:
+        """A local destination, delivering, with half its queue or more waiting."""
+        return (
+            self.destination.local
+            and self.stats.state == "ok"
+            and self.queued() >= max(1, self.settings.max_queue // 2)
+        )
+
     def queued(self) -> int:
         return sum(len(lane.pending) + len(lane.sending) for lane in self._lanes) + len(
             self._overflow

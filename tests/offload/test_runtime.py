@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from scr_middleware import runtime as runtime_mod
 from scr_middleware.asgi import SessionCompletionMiddleware
 from scr_middleware.errors import ConfigError
 from scr_middleware.observability.logs import reset_log_once
+from scr_middleware.offload import worker as offload_worker
 from scr_middleware.runtime import SessionCompletionRuntime
 
 from .kit import (
@@ -95,6 +98,61 @@ def test_flush_waits_for_the_capture_process(
     post_many(app, bodies(3, "v"))
     assert ledger_runtime.flush(15.0) is True
     assert len(ledger_rows(data / "ledger.sqlite3")) == 8
+
+
+def spool_rows_ever(data: Path) -> int:
+    """How many events the ledger's spool was ever given (AUTOINCREMENT's high-water mark)."""
+    path = data / "spool" / "ledger.sqlite3"
+    if not path.exists():
+        return 0
+    with closing(sqlite3.connect(path)) as conn:
+        found = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'spool'").fetchone()
+    return int(found[0]) if found else 0
+
+
+def test_a_burst_the_ledger_cannot_take_yet_waits_for_it_instead_of_spooling(data: Path) -> None:
+    # Queues of 1,000 (ledger) and 500 (router intake): the burst is bigger than both.
+    runtime = runtime_mod.configure(config={"capture": {"buffer_max_size": 1000}})
+    app = chat_app()
+    post_many(app, bodies(1))
+    assert runtime.flush(15.0) is True
+    # Another writer holds the ledger: the capture process's writes wait (busy_timeout),
+    # delivering nothing, while the burst arrives.
+    with closing(sqlite3.connect(data / "ledger.sqlite3", isolation_level=None)) as holder:
+        holder.execute("BEGIN IMMEDIATE")
+        post_many(app, bodies(1800, "burst"))
+        time.sleep(0.5)
+        holder.execute("ROLLBACK")
+    assert runtime.flush(30.0) is True
+    rows = ledger_rows(data / "ledger.sqlite3")
+    assert len(rows) == len({row["event_id"] for row in rows}) == 1801
+    # Every event was written once, to the ledger: none overflowed into the spool.
+    assert spool_rows_ever(data) == 0
+    assert offload_stats(runtime)["inline"] == 0
+
+
+def test_a_local_destination_that_stopped_delivering_is_not_waited_for(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In this process (offload: inline): the router the capture process's wait looks at.
+    runtime = runtime_mod.configure(
+        config={"capture": {"buffer_max_size": 100}, "middleware": {"offload": "inline"}}
+    )
+    runtime.capture({"session_id": "first", "usage": {"input_tokens": 1, "output_tokens": 1}})
+    assert runtime.flush(15.0) is True
+    monkeypatch.setattr(offload_worker, "LOCAL_STALL_S", 0.3)
+    with closing(sqlite3.connect(data / "ledger.sqlite3", isolation_level=None)) as holder:
+        holder.execute("BEGIN IMMEDIATE")  # the ledger's writes wait, delivering nothing
+        for index in range(80):
+            runtime.capture({"session_id": f"s{index}", "usage": {"input_tokens": 1}})
+        wait_for(lambda: runtime.router.local_backlog() is not None, "the ledger to be behind")
+        started = time.monotonic()
+        offload_worker.wait_for_room(runtime)
+        waited = time.monotonic() - started
+        holder.execute("ROLLBACK")
+    assert 0.3 <= waited < 5.0  # it waited for progress, then gave up on the stalled ledger
+    assert runtime.flush(15.0) is True
+    wait_for(lambda: len(ledger_rows(data / "ledger.sqlite3")) == 81, "every event")
 
 
 def test_flush_returns_false_once_its_timeout_passed_while_the_capture_process_is_stopped(
