@@ -412,6 +412,11 @@ class Offloader:
                     self._frame_pending()
                     continue  # (the lock is let go between frames: the app may ship too)
                 if drained:
+                    # All out: the request path ships again from the next SHIP_BATCH. (It had
+                    # stopped trying while the socket was full or the capture process was
+                    # starting; left at that mark, every later record waited for this thread,
+                    # and shipping from it costs the app GIL hand-offs, not just the write.)
+                    self._ship_at = SHIP_BATCH
                     return
             left = deadline - time.monotonic()
             if left <= 0:

@@ -155,6 +155,24 @@ def test_a_local_destination_that_stopped_delivering_is_not_waited_for(
     wait_for(lambda: len(ledger_rows(data / "ledger.sqlite3")) == 81, "every event")
 
 
+def test_once_a_late_capture_process_caught_up_the_request_path_ships_again(
+    ledger_runtime: SessionCompletionRuntime,
+) -> None:
+    app = chat_app()
+    # These arrive while the capture process is still starting: the request path cannot
+    # ship them, and stops trying until the ticker has.
+    post_many(app, bodies(300, "early"))
+    assert ledger_runtime.flush(15.0) is True
+    assert offload_stats(ledger_runtime)["shipped"] == 300
+    # Now a busy app: the request that adds the 65th waiting record ships them, at once,
+    # rather than leaving every record to the ticker thread (up to 50 ms later).
+    most_waiting = 0
+    for body in bodies(600, "busy"):
+        post_chat(app, body)
+        most_waiting = max(most_waiting, offload_stats(ledger_runtime)["pending"])
+    assert most_waiting <= 64
+
+
 def test_flush_returns_false_once_its_timeout_passed_while_the_capture_process_is_stopped(
     ledger_runtime: SessionCompletionRuntime, data: Path
 ) -> None:
