@@ -13,4 +13,5 @@ BENCHMARKS: dict[str, tuple[str, float]] = {
     "memory": ("benchmarks.bench_memory", 240.0),
     "asgi": ("benchmarks.bench_asgi", 180.0),
     "servers": ("benchmarks.bench_servers", 360.0),
+    "instructions": ("benchmarks.bench_instructions", 600.0),
 }
