@@ -14,7 +14,9 @@ runtime down, delivering what it holds.
 
 from __future__ import annotations
 
+import array
 import contextlib
+import fcntl
 import gc
 import logging
 import marshal
@@ -23,6 +25,7 @@ import pickle
 import signal
 import socket
 import sys
+import termios
 import time
 from typing import Any
 
@@ -37,40 +40,65 @@ GC_THRESHOLD = 10_000  # allocations between young collections (CPython's defaul
 # several thousand records, and delivery waits for flush_interval_ms (1 s) anyway.
 COALESCE_S = 0.025
 WORKER_NICE = 19  # offload_priority low, and idle's fallback
-# wait_for_room: how often to look at a local destination that is behind, and how long it
+# IntakePacer: how often to look at a local destination that is behind, and how long it
 # may deliver nothing before it counts as stalled (its overflow then goes to its spool).
 LOCAL_WAIT_S = 0.002
 LOCAL_STALL_S = 5.0
+# ... and only while the socket holds less than this unread: past it the app process is
+# close to replaying records itself, which costs it far more than a spooled event costs us.
+UNREAD_LIMIT_BYTES = 2 * 1024 * 1024
 
 
-def wait_for_room(runtime: Any) -> None:
-    """Never overflow the router's ingest buffer (that would drop events): wait until it
-    has room for a batch. Meanwhile the socket fills and the app process replays records
+class IntakePacer:
+    """How the capture process waits before it replays a batch of records.
+
+    It never overflows the router's ingest buffer (that would drop events): it waits until
+    that has room for a batch. Meanwhile the socket fills and the app process replays records
     itself, which is the back-pressure (docs/offload.md).
 
-    Nor outrun a local destination (the ledger, files) while it delivers: past its queue
-    its events would overflow into its spool, written twice and read back later (measured
-    with bursts faster than the ledger: 40-60% of the events spooled, 45-49 us of CPU per
-    event against 34). A remote destination that is slow or down still overflows into its
-    spool (it must never hold the others up), and so does a local one that stopped
-    delivering for ``LOCAL_STALL_S``."""
-    router = runtime.router
-    limit = max(1, runtime.config.capture.buffer_max_size // 2)
-    progress: int | None = None
-    since = 0.0
-    while router.running:
-        if router.ingest_size() >= limit:
-            time.sleep(0.001)
-            continue
-        delivered = router.local_backlog()
-        if delivered is None:
-            return
-        now = time.monotonic()
-        if delivered != progress:
-            progress, since = delivered, now
-        elif now - since > LOCAL_STALL_S:
-            return
-        time.sleep(LOCAL_WAIT_S)
+    Nor does it outrun a local destination (the ledger, files) while that delivers: past its
+    queue its events would overflow into its spool, written twice and read back later
+    (measured with bursts faster than the ledger: 40-60% of the events spooled, 45-49 us of
+    CPU per event against 31-37). A remote destination that is slow or down still overflows
+    into its spool (it must never hold the others up), and so does a local one that delivered
+    nothing for ``LOCAL_STALL_S``: it is not waited for again until it delivers. Nor is any
+    while the app process's records pile up in the socket (``UNREAD_LIMIT_BYTES``): the spool
+    absorbs a burst that would otherwise push the app into replaying records itself."""
+
+    __slots__ = ("_limit", "_router", "_sock", "_stalled_at")
+
+    def __init__(self, runtime: Any, sock: socket.socket) -> None:
+        self._router = runtime.router
+        self._sock = sock
+        self._limit = max(1, runtime.config.capture.buffer_max_size // 2)
+        self._stalled_at: int | None = None  # local_backlog() when the wait last gave up
+
+    def wait(self) -> None:
+        router = self._router
+        progress: int | None = None
+        since = 0.0
+        while router.running:
+            if router.ingest_size() >= self._limit:
+                time.sleep(0.001)
+                continue
+            delivered = router.local_backlog()
+            if delivered is None or delivered == self._stalled_at or self._app_waiting():
+                return
+            now = time.monotonic()
+            if delivered != progress:
+                progress, since = delivered, now
+            elif now - since > LOCAL_STALL_S:
+                self._stalled_at = delivered
+                return
+            time.sleep(LOCAL_WAIT_S)
+
+    def _app_waiting(self) -> bool:
+        try:
+            unread = array.array("i", [0])
+            fcntl.ioctl(self._sock.fileno(), termios.FIONREAD, unread)
+        except OSError:
+            return False
+        return unread[0] >= UNREAD_LIMIT_BYTES
 
 
 class _Replies:
@@ -145,6 +173,7 @@ def serve(sock: socket.socket) -> int:
     prefix = f"evt_{init['id_prefix']}"
     reported: dict[str, int] = {}  # the extraction failures the app process was last told
     replies = _Replies(sock)
+    pacer = IntakePacer(runtime, sock)
     try:
         while True:
             if not reader.ready():
@@ -155,7 +184,7 @@ def serve(sock: socket.socket) -> int:
             kind, payload = frame
             if kind == wire.RECORDS:
                 batch, records = marshal.loads(payload)
-                wait_for_room(runtime)
+                pacer.wait()
                 for record in records:
                     observer_settings = settings.get(record[0])
                     if observer_settings is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import time
 import uuid
@@ -146,11 +147,18 @@ def test_a_local_destination_that_stopped_delivering_is_not_waited_for(
         for index in range(80):
             runtime.capture({"session_id": f"s{index}", "usage": {"input_tokens": 1}})
         wait_for(lambda: runtime.router.local_backlog() is not None, "the ledger to be behind")
-        started = time.monotonic()
-        offload_worker.wait_for_room(runtime)
-        waited = time.monotonic() - started
+        app_end, capture_end = socket.socketpair()
+        with app_end, capture_end:
+            pacer = offload_worker.IntakePacer(runtime, capture_end)
+            started = time.monotonic()
+            pacer.wait()
+            waited = time.monotonic() - started
+            started = time.monotonic()
+            pacer.wait()  # still stalled: not waited for again
+            waited_again = time.monotonic() - started
         holder.execute("ROLLBACK")
     assert 0.3 <= waited < 5.0  # it waited for progress, then gave up on the stalled ledger
+    assert waited_again < 0.25
     assert runtime.flush(15.0) is True
     wait_for(lambda: len(ledger_rows(data / "ledger.sqlite3")) == 81, "every event")
 
@@ -171,6 +179,36 @@ def test_once_a_late_capture_process_caught_up_the_request_path_ships_again(
         post_chat(app, body)
         most_waiting = max(most_waiting, offload_stats(ledger_runtime)["pending"])
     assert most_waiting <= 64
+
+
+def test_a_local_destination_is_not_waited_for_while_the_app_process_records_pile_up(
+    data: Path,
+) -> None:
+    runtime = runtime_mod.configure(
+        config={"capture": {"buffer_max_size": 100}, "middleware": {"offload": "inline"}}
+    )
+    runtime.capture({"session_id": "first", "usage": {"input_tokens": 1, "output_tokens": 1}})
+    assert runtime.flush(15.0) is True
+    with closing(sqlite3.connect(data / "ledger.sqlite3", isolation_level=None)) as holder:
+        holder.execute("BEGIN IMMEDIATE")  # the ledger is behind, and delivering nothing yet
+        for index in range(80):
+            runtime.capture({"session_id": f"s{index}", "usage": {"input_tokens": 1}})
+        wait_for(lambda: runtime.router.local_backlog() is not None, "the ledger to be behind")
+        app_end, capture_end = socket.socketpair()
+        with app_end, capture_end:
+            for end, option in ((app_end, socket.SO_SNDBUF), (capture_end, socket.SO_RCVBUF)):
+                end.setsockopt(socket.SOL_SOCKET, option, 4 * offload_worker.UNREAD_LIMIT_BYTES)
+            app_end.setblocking(False)
+            unwritten = offload_worker.UNREAD_LIMIT_BYTES
+            while unwritten > 0:  # what the app process wrote and the capture process did not read
+                unwritten -= app_end.send(b"r" * min(unwritten, 65536))
+            started = time.monotonic()
+            offload_worker.IntakePacer(runtime, capture_end).wait()
+            waited = time.monotonic() - started
+        holder.execute("ROLLBACK")
+    # Not waited for (LOCAL_STALL_S is 5 s): the spool takes the burst, not the app process.
+    assert waited < 1.0
+    assert runtime.flush(15.0) is True
 
 
 def test_flush_returns_false_once_its_timeout_passed_while_the_capture_process_is_stopped(
