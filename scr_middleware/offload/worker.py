@@ -46,7 +46,7 @@ LOCAL_WAIT_S = 0.002
 LOCAL_STALL_S = 5.0
 # ... and only while the socket holds less than this unread: past it the app process is
 # close to replaying records itself, which costs it far more than a spooled event costs us.
-UNREAD_LIMIT_BYTES = 2 * 1024 * 1024
+UNREAD_LIMIT_BYTES = 4 * 1024 * 1024
 
 
 class IntakePacer:
@@ -58,12 +58,13 @@ class IntakePacer:
 
     Nor does it outrun a local destination (the ledger, files) while that delivers: past its
     queue its events would overflow into its spool, written twice and read back later
-    (measured with bursts faster than the ledger: 40-60% of the events spooled, 45-49 us of
-    CPU per event against 31-37). A remote destination that is slow or down still overflows
-    into its spool (it must never hold the others up), and so does a local one that delivered
-    nothing for ``LOCAL_STALL_S``: it is not waited for again until it delivers. Nor is any
-    while the app process's records pile up in the socket (``UNREAD_LIMIT_BYTES``): the spool
-    absorbs a burst that would otherwise push the app into replaying records itself."""
+    (measured with records arriving faster than the capture process took them: 40-60% of
+    the events spooled at 45-49 us of CPU per event before; 0-19% at 38-45 us now). A remote
+    destination that is slow or down still overflows into its spool (it must never hold the
+    others up), and so does a local one that delivered nothing for ``LOCAL_STALL_S``: it is
+    not waited for again until it delivers. Nor is any while the app process's records pile
+    up in the socket (``UNREAD_LIMIT_BYTES``): the spool absorbs a burst that would otherwise
+    push the app into replaying records itself."""
 
     __slots__ = ("_limit", "_router", "_sock", "_stalled_at")
 
