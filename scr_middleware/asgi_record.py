@@ -130,9 +130,19 @@ class Recorder:
         message = await self.inner_receive()
         kind = message.get("type")
         if kind == "http.request":
-            self.body_parts, self.body_len = keep_piece(
-                self.body_parts, self.body_len, message.get("body", b""), self.mw._max_request
-            )
+            body = message.get("body", b"")
+            if self.body_parts is None and type(body) is bytes and self.body_len == 0:
+                # The usual request: its whole body in one message (keep_piece, inlined).
+                if body:
+                    if len(body) > self.mw._max_request:
+                        self.body_len = -1
+                    else:
+                        self.body_parts = [body]
+                        self.body_len = len(body)
+            else:
+                self.body_parts, self.body_len = keep_piece(
+                    self.body_parts, self.body_len, body, self.mw._max_request
+                )
         elif kind == "http.disconnect":
             self.disconnected = True
         return message
