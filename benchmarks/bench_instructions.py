@@ -46,7 +46,8 @@ def _instructions(variant: str, requests: int, workdir: Path) -> int:
         "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
         python(), "-m", "benchmarks.instructions_driver", variant, str(requests),
     ]  # fmt: skip
-    env = clean_env(SCR_DATA_DIR=str(data_dir), PYTHONPATH=repo_root())
+    # A fixed hash seed: dict and set layouts, so the counts, are the same in every run.
+    env = clean_env(SCR_DATA_DIR=str(data_dir), PYTHONPATH=repo_root(), PYTHONHASHSEED="0")
     completed = subprocess.run(
         command, env=env, cwd=repo_root(), capture_output=True, timeout=600, check=False
     )

@@ -155,12 +155,16 @@ class Recorder:
         if message.get("more_body"):
             chunks = self.chunks
             if chunks is not None:
-                body = message.get("body", b"")
+                try:
+                    body = message["body"]
+                except KeyError:  # optional in the spec; present in practice
+                    body = b""
                 if type(body) is not bytes:
                     body = bytes(body)  # a bytearray or memoryview may change after the send
                 chunks.append(body)
-                self.room -= len(body)
-                if self.room < 0:
+                room = self.room - len(body)
+                self.room = room
+                if room < 0:
                     self._past_cap()
             elif self.observer is not None:
                 self._observe_chunk(message.get("body", b""), False)

@@ -416,3 +416,38 @@ def test_rechunked_records_replay_to_the_inline_usage(channel: Channel) -> None:
         assert normalize_event(event)["outcome"] == normalize_event(expected)["outcome"]
 
     check()
+
+
+def test_a_stream_chunk_without_a_body_key_is_recorded_as_empty(
+    channel: Channel, memory: MemoryRuntime
+) -> None:
+    # ASGI makes ``body`` optional; a chunk message without it is an empty chunk.
+    stream = (FIXTURES / "openai_chat_stream_include_usage.sse").read_bytes()
+    messages = [
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream")],
+        },
+        {"type": "http.response.body", "more_body": True},
+        {"type": "http.response.body", "body": stream, "more_body": True},
+        {"type": "http.response.body", "more_body": False},
+    ]
+
+    def play(middleware: SessionCompletionMiddleware) -> list[Any]:
+        server = Recorder([body_request(b'{"model": "gpt-4o", "stream": true}')])
+        run(middleware(http_scope(), server.receive, server.send))
+        return server.sent
+
+    inline_sent = play(
+        SessionCompletionMiddleware(scripted_app(messages, []), runtime=memory.runtime)
+    )
+    (inline,) = memory.events()
+    assert play(SessionCompletionMiddleware(scripted_app(messages, []))) == inline_sent
+    (record,) = channel.records
+    assert record[12] == [b"", stream]  # the response's chunks, as they went out
+    received, observer = travelled(record, channel.settings[-1])
+    replay(received, observer, memory.runtime.capture_nowait, memory.runtime.capture_built, None)
+    replayed = memory.events()[1]
+    assert comparable(replayed) == comparable(inline)
+    assert replayed["usage"]["source"] == "reported"
