@@ -137,6 +137,18 @@ def travelled(record: Record, middleware_config: MiddlewareConfig) -> tuple[Reco
     return received, ObserverSettings.from_config(config)
 
 
+def replayed_into(
+    memory: MemoryRuntime,
+    record: Record,
+    middleware_config: MiddlewareConfig,
+    stats: RuntimeStats | None = None,
+) -> dict[str, Any]:
+    """``record`` replayed as the capture process replays it, into ``memory``: its event."""
+    received, observer = travelled(record, middleware_config)
+    replay(received, observer, memory.runtime.capture_nowait, memory.runtime.capture_built, stats)
+    return memory.events()[-1]
+
+
 def comparable(event: dict[str, Any]) -> dict[str, Any]:
     event = {k: v for k, v in event.items() if k not in VARYING}
     if event.get("metadata", {}).get("scr_session_id_generated"):
@@ -238,11 +250,7 @@ def test_past_max_body_bytes_the_same_event(
     else:
         (record,) = channel.records
         assert record[13] is True  # over the cap, chunks dropped
-        received, observer = travelled(record, channel.settings[-1])
-        replay(
-            received, observer, memory.runtime.capture_nowait, memory.runtime.capture_built, None
-        )
-        other = memory.events()[1]
+        other = replayed_into(memory, record, channel.settings[-1])
     assert comparable(other) == comparable(inline)
 
 
@@ -298,10 +306,8 @@ def test_however_the_exchange_ends_the_same_event(
     (inline,) = memory.events()
     play(SessionCompletionMiddleware(ending_app(kind)))
     (record,) = channel.records
-    received, observer = travelled(record, channel.settings[-1])
     stats = RuntimeStats()
-    replay(received, observer, memory.runtime.capture_nowait, memory.runtime.capture_built, stats)
-    replayed = memory.events()[1]
+    replayed = replayed_into(memory, record, channel.settings[-1], stats)
     assert comparable(replayed) == comparable(inline)
     assert stats.extraction_failures == memory.runtime.stats.extraction_failures
     assert replayed["user_id"] == "u-end"
@@ -344,9 +350,7 @@ def test_request_body_in_parts_and_past_its_cap_the_same_event(
     (inline,) = memory.events()
     play(SessionCompletionMiddleware(scripted_app(messages, []), config=config))
     (record,) = channel.records
-    received, observer = travelled(record, channel.settings[-1])
-    replay(received, observer, memory.runtime.capture_nowait, memory.runtime.capture_built, None)
-    replayed = memory.events()[1]
+    replayed = replayed_into(memory, record, channel.settings[-1])
     assert comparable(replayed) == comparable(inline)
     # Within the cap the request body was read (user, message count); past it, not.
     assert (replayed["user_id"] == "u-parts") == (cap > len(request))
@@ -446,8 +450,6 @@ def test_a_stream_chunk_without_a_body_key_is_recorded_as_empty(
     assert play(SessionCompletionMiddleware(scripted_app(messages, []))) == inline_sent
     (record,) = channel.records
     assert record[12] == [b"", stream]  # the response's chunks, as they went out
-    received, observer = travelled(record, channel.settings[-1])
-    replay(received, observer, memory.runtime.capture_nowait, memory.runtime.capture_built, None)
-    replayed = memory.events()[1]
+    replayed = replayed_into(memory, record, channel.settings[-1])
     assert comparable(replayed) == comparable(inline)
     assert replayed["usage"]["source"] == "reported"

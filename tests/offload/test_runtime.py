@@ -8,9 +8,11 @@ import os
 import signal
 import socket
 import sqlite3
+import threading
 import time
 import uuid
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,13 @@ def test_flush_waits_for_the_capture_process(
     assert len(ledger_rows(data / "ledger.sqlite3")) == 8
 
 
+def patient_ledger(data: Path) -> dict[str, Any]:
+    """The default ledger, with a timeout long enough that a write held up by another writer
+    never fails (a failing destination is not waited for), however slow this machine is."""
+    path = data / "ledger.sqlite3"
+    return {"name": "ledger", "endpoint": f"sqlite:///{path}", "timeout_ms": 60_000}
+
+
 def spool_rows_ever(data: Path) -> int:
     """How many events the ledger's spool was ever given (AUTOINCREMENT's high-water mark)."""
     path = data / "spool" / "ledger.sqlite3"
@@ -112,16 +121,9 @@ def spool_rows_ever(data: Path) -> int:
 
 
 def test_a_burst_the_ledger_cannot_take_yet_waits_for_it_instead_of_spooling(data: Path) -> None:
-    # Queues of 1,000 (ledger) and 500 (router intake): the burst is bigger than both. The
-    # ledger's timeout is long enough that a write held up below never fails (a failing
-    # destination is not waited for), however slow this machine is.
-    ledger = {
-        "name": "ledger",
-        "endpoint": f"sqlite:///{data / 'ledger.sqlite3'}",
-        "timeout_ms": 60_000,
-    }
+    # Queues of 1,000 (ledger) and 500 (router intake): the burst is bigger than both.
     runtime = runtime_mod.configure(
-        config={"capture": {"buffer_max_size": 1000}, "destinations": [ledger]}
+        config={"capture": {"buffer_max_size": 1000}, "destinations": [patient_ledger(data)]}
     )
     app = chat_app()
     post_many(app, bodies(1))
@@ -140,35 +142,52 @@ def test_a_burst_the_ledger_cannot_take_yet_waits_for_it_instead_of_spooling(dat
     assert offload_stats(runtime)["inline"] == 0
 
 
-def test_a_local_destination_that_stopped_delivering_is_not_waited_for(
-    data: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # In this process (offload: inline): the router the capture process's wait looks at.
+@contextmanager
+def ledger_held_behind(data: Path) -> Iterator[SessionCompletionRuntime]:
+    """A runtime in this process (offload: inline: the router a capture process's pacer looks
+    at) whose ledger is behind and delivering nothing: another writer holds it."""
     runtime = runtime_mod.configure(
-        config={"capture": {"buffer_max_size": 100}, "middleware": {"offload": "inline"}}
+        config={
+            "capture": {"buffer_max_size": 100},
+            "middleware": {"offload": "inline"},
+            "destinations": [patient_ledger(data)],
+        }
     )
     runtime.capture({"session_id": "first", "usage": {"input_tokens": 1, "output_tokens": 1}})
     assert runtime.flush(15.0) is True
-    monkeypatch.setattr(offload_worker, "LOCAL_STALL_S", 0.3)
     with closing(sqlite3.connect(data / "ledger.sqlite3", isolation_level=None)) as holder:
-        holder.execute("BEGIN IMMEDIATE")  # the ledger's writes wait, delivering nothing
+        holder.execute("BEGIN IMMEDIATE")
         for index in range(80):
             runtime.capture({"session_id": f"s{index}", "usage": {"input_tokens": 1}})
         wait_for(lambda: runtime.router.local_backlog() is not None, "the ledger to be behind")
+        yield runtime
+        holder.execute("ROLLBACK")
+    assert runtime.flush(15.0) is True
+    wait_for(lambda: len(ledger_rows(data / "ledger.sqlite3")) == 81, "every event")
+
+
+def timed_wait(pacer: offload_worker.IntakePacer, limit: float = 5.0) -> float:
+    """Seconds ``pacer.wait()`` took; fails (rather than hangs) past ``limit``."""
+    started = time.monotonic()
+    waiting = threading.Thread(target=pacer.wait, daemon=True)
+    waiting.start()
+    waiting.join(limit)
+    assert not waiting.is_alive(), f"still waiting after {limit} s"
+    return time.monotonic() - started
+
+
+def test_a_local_destination_that_stopped_delivering_is_not_waited_for(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(offload_worker, "LOCAL_STALL_S", 0.3)
+    with ledger_held_behind(data) as runtime:
         app_end, capture_end = socket.socketpair()
         with app_end, capture_end:
             pacer = offload_worker.IntakePacer(runtime, capture_end)
-            started = time.monotonic()
-            pacer.wait()
-            waited = time.monotonic() - started
-            started = time.monotonic()
-            pacer.wait()  # still stalled: not waited for again
-            waited_again = time.monotonic() - started
-        holder.execute("ROLLBACK")
-    assert 0.3 <= waited < 5.0  # it waited for progress, then gave up on the stalled ledger
+            waited = timed_wait(pacer)
+            waited_again = timed_wait(pacer)  # still stalled: not waited for again
+    assert waited >= 0.3  # it waited for progress, then gave up on the stalled ledger
     assert waited_again < 0.25
-    assert runtime.flush(15.0) is True
-    wait_for(lambda: len(ledger_rows(data / "ledger.sqlite3")) == 81, "every event")
 
 
 def test_once_a_late_capture_process_caught_up_the_request_path_ships_again(
@@ -192,16 +211,7 @@ def test_once_a_late_capture_process_caught_up_the_request_path_ships_again(
 def test_a_local_destination_is_not_waited_for_while_the_app_process_records_pile_up(
     data: Path,
 ) -> None:
-    runtime = runtime_mod.configure(
-        config={"capture": {"buffer_max_size": 100}, "middleware": {"offload": "inline"}}
-    )
-    runtime.capture({"session_id": "first", "usage": {"input_tokens": 1, "output_tokens": 1}})
-    assert runtime.flush(15.0) is True
-    with closing(sqlite3.connect(data / "ledger.sqlite3", isolation_level=None)) as holder:
-        holder.execute("BEGIN IMMEDIATE")  # the ledger is behind, and delivering nothing yet
-        for index in range(80):
-            runtime.capture({"session_id": f"s{index}", "usage": {"input_tokens": 1}})
-        wait_for(lambda: runtime.router.local_backlog() is not None, "the ledger to be behind")
+    with ledger_held_behind(data) as runtime:
         app_end, capture_end = socket.socketpair()
         with app_end, capture_end:
             for end, option in ((app_end, socket.SO_SNDBUF), (capture_end, socket.SO_RCVBUF)):
@@ -210,13 +220,9 @@ def test_a_local_destination_is_not_waited_for_while_the_app_process_records_pil
             unwritten = offload_worker.UNREAD_LIMIT_BYTES
             while unwritten > 0:  # what the app process wrote and the capture process did not read
                 unwritten -= app_end.send(b"r" * min(unwritten, 65536))
-            started = time.monotonic()
-            offload_worker.IntakePacer(runtime, capture_end).wait()
-            waited = time.monotonic() - started
-        holder.execute("ROLLBACK")
+            waited = timed_wait(offload_worker.IntakePacer(runtime, capture_end))
     # Not waited for (LOCAL_STALL_S is 5 s): the spool takes the burst, not the app process.
     assert waited < 1.0
-    assert runtime.flush(15.0) is True
 
 
 def test_flush_returns_false_once_its_timeout_passed_while_the_capture_process_is_stopped(
